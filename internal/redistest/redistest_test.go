@@ -1,0 +1,75 @@
+package redistest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRunSetGet(t *testing.T) {
+	Run(t, func(t *testing.T, s *Server) {
+		c := s.Client(t)
+		ctx := context.Background()
+		if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+			t.Fatalf("SET: %v", err)
+		}
+		got, err := c.Get(ctx, "k").Result()
+		if err != nil || got != "v" {
+			t.Fatalf("GET k = %q, %v; want %q", got, err, "v")
+		}
+	})
+}
+
+func TestRestartRealEmpties(t *testing.T) {
+	s := Real(t)
+	c := s.Client(t)
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+	s.Restart(t)
+	n, err := c.Exists(ctx, "k").Result()
+	if err != nil {
+		t.Fatalf("EXISTS after restart: %v", err)
+	}
+	if n != 0 {
+		t.Errorf("EXISTS k after restart = %d, want 0 (no persistence)", n)
+	}
+}
+
+func TestKillPubSubClients(t *testing.T) {
+	s := Real(t)
+	c := s.Client(t)
+	ctx := context.Background()
+	sub := c.Subscribe(ctx, "ch")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if n := s.KillPubSubClients(t); n != 1 {
+		t.Errorf("KillPubSubClients() = %d, want 1", n)
+	}
+}
+
+func TestPause(t *testing.T) {
+	s := Real(t)
+	c := s.Client(t)
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING: %v", err)
+	}
+	s.Pause(t)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := c.Set(short, "k", "v", 0).Err(); err == nil {
+		t.Errorf("SET on a paused server succeeded, want a timeout")
+	}
+	s.Resume(t)
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Errorf("SET after Resume: %v", err)
+	}
+}
