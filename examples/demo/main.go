@@ -1,0 +1,136 @@
+// Command demo shows tiercache at work: two replicas of a service share one
+// Redis, load a product once between them, serve it from memory, and see a
+// write on one replica reach the other.
+//
+// Without -redis it runs on an embedded in-memory Redis (miniredis).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/tiered"
+)
+
+type Product struct {
+	ID    string
+	Name  string
+	Price int
+}
+
+func main() {
+	addr := flag.String("redis", "", "Redis address (host:port); empty runs an embedded Redis")
+	flag.Parse()
+	if err := run(*addr); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(addr string) error {
+	if addr == "" {
+		mr, err := miniredis.Run()
+		if err != nil {
+			return err
+		}
+		defer mr.Close()
+		addr = mr.Addr()
+		fmt.Println("embedded Redis on", addr)
+	}
+	ctx := context.Background()
+
+	// The "database": a map, with a counter of queries.
+	db := map[string]Product{"42": {ID: "42", Name: "Widget", Price: 995}}
+	var queries atomic.Int64
+	load := func(ctx context.Context, id string) (Product, error) {
+		queries.Add(1)
+		time.Sleep(20 * time.Millisecond) // a slow query
+		p, ok := db[id]
+		if !ok {
+			return Product{}, tiered.ErrNotFound
+		}
+		return p, nil
+	}
+
+	// Two replicas, each with its own Redis client, as two processes would.
+	replica := func(name string) (*tiered.Cache[Product], func(), error) {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		c, err := tiered.New[Product](tiered.Options{Redis: rdb, Namespace: "demo-products", TTL: time.Minute})
+		if err != nil {
+			rdb.Close()
+			return nil, nil, fmt.Errorf("replica %s: %w", name, err)
+		}
+		return c, func() { c.Close(); rdb.Close() }, nil
+	}
+	a, closeA, err := replica("a")
+	if err != nil {
+		return err
+	}
+	defer closeA()
+	b, closeB, err := replica("b")
+	if err != nil {
+		return err
+	}
+	defer closeB()
+	_ = a.Delete(ctx, "42", "7") // start clean when pointed at a shared Redis
+
+	step := func(what string, f func() (Product, error)) {
+		start := time.Now()
+		p, err := f()
+		el := time.Since(start)
+		switch {
+		case errors.Is(err, tiered.ErrNotFound):
+			fmt.Printf("%-44s -> not found          (%v, db queries so far: %d)\n", what, el, queries.Load())
+		case err != nil:
+			fmt.Printf("%-44s -> error %v\n", what, err)
+		default:
+			fmt.Printf("%-44s -> %-10s %6d  (%v, db queries so far: %d)\n", what, p.Name, p.Price, el, queries.Load())
+		}
+	}
+	get := func(c *tiered.Cache[Product], id string) func() (Product, error) {
+		return func() (Product, error) { return c.GetOrLoad(ctx, id, load) }
+	}
+
+	step("a: GetOrLoad 42 (cold: loads from the db)", get(a, "42"))
+	step("b: GetOrLoad 42 (from Redis, no db query)", get(b, "42"))
+	waitL1(a, "42")
+	step("a: GetOrLoad 42 (from memory)", get(a, "42"))
+
+	db["42"] = Product{ID: "42", Name: "Widget v2", Price: 1095}
+	if err := a.Set(ctx, "42", db["42"]); err != nil {
+		return err
+	}
+	fmt.Println("a: Set 42 after the db update (Redis write + invalidation in one round trip)")
+	step("b: GetOrLoad 42 (sees the new value)", get(b, "42"))
+
+	step("a: GetOrLoad 7 (no such row: cached as absent)", get(a, "7"))
+	step("b: GetOrLoad 7 (absent, no db query)", get(b, "7"))
+
+	st := a.Stats()
+	fmt.Printf("\nreplica a: L1 hits %d, L1 misses %d, loads %d, Redis round trips %d\n",
+		st.L1.Hits, st.L1.Misses, st.Loads, st.L2.RoundTrips)
+	fmt.Printf("replica b: invalidations received %d, bus messages received %d\n",
+		b.Stats().Invalidations, b.Stats().Bus.Received)
+	return nil
+}
+
+// waitL1 reads until the value is served from memory: the in-process cache
+// admits new entries asynchronously.
+func waitL1(c *tiered.Cache[Product], id string) {
+	for range 50 {
+		before := c.Stats().L2.RoundTrips
+		if _, err := c.Get(context.Background(), id); err == nil && c.Stats().L2.RoundTrips == before {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Fprintln(os.Stderr, "note: L1 did not admit the entry yet")
+}

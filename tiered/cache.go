@@ -1,0 +1,245 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tiercache/tiercache/invalidation"
+	"github.com/tiercache/tiercache/local"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// Cache is a two-tier cache of values of type V: an in-process L1 in front
+// of Redis (L2), kept coherent across nodes by an [invalidation.Bus].
+//
+// Values returned by a Cache may come from L1, where every caller shares one
+// copy: treat them as immutable. Mutating a returned map, slice or pointed-to
+// struct changes what other callers see.
+//
+// A Cache is safe for concurrent use by multiple goroutines. Close it when
+// done; it never closes Options.Redis or a shared Options.Bus.
+type Cache[V any] struct {
+	opts   Options
+	l1     *local.Cache[V]
+	l2     *remote.Store
+	bus    *invalidation.Bus
+	ownBus bool
+	reg    *invalidation.Registration
+	flight flights[V]
+
+	closing context.Context // cancelled by Close; bounds every load
+	cancel  context.CancelFunc
+
+	mu     sync.RWMutex // guards closed against loads.Add
+	closed bool
+	loads  sync.WaitGroup // loads in progress
+
+	isClosed atomic.Bool // mirrors closed for lock-free checks
+	st       counters
+}
+
+// New makes a Cache. It checks o (errors name the field), connects its own
+// invalidation bus when o.Bus is nil, and registers on the bus. It returns
+// an error, never panics, on bad configuration.
+func New[V any](o Options) (*Cache[V], error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	l2, err := remote.New(remote.Options{
+		Redis:              o.Redis,
+		Namespace:          o.Namespace,
+		Codec:              o.Codec,
+		Timeout:            o.RedisTimeout,
+		MaxKeySize:         o.MaxKeySize,
+		MaxValueSize:       o.MaxValueSize,
+		CompressThreshold:  o.CompressThreshold,
+		DisableCompression: o.DisableCompression,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tiered: %w", err)
+	}
+	l1, err := local.New[V](local.Options{MaxCost: o.LocalMaxCost})
+	if err != nil {
+		return nil, fmt.Errorf("tiered: %w", err)
+	}
+	c := &Cache[V]{opts: o, l1: l1, l2: l2, bus: o.Bus}
+	if c.bus == nil {
+		c.bus, err = invalidation.New(context.Background(), invalidation.Options{
+			Redis:             o.Redis,
+			HeartbeatInterval: o.HeartbeatInterval,
+			MaxStaleness:      o.MaxStaleness,
+			Logger:            o.Logger,
+		})
+		if err != nil {
+			l1.Close()
+			return nil, fmt.Errorf("tiered: %w", err)
+		}
+		c.ownBus = true
+	}
+	c.reg, err = c.bus.Register(o.Namespace, busHandler[V]{c})
+	if err != nil {
+		if c.ownBus {
+			_ = c.bus.Close()
+		}
+		l1.Close()
+		return nil, fmt.Errorf("tiered: %w", err)
+	}
+	c.closing, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Close stops the cache. It unregisters from the bus (and closes the bus if
+// the cache made it), cancels every load in progress and waits for them to
+// end (each releases its lease), then frees L1. Callers waiting on a
+// cancelled load get its error. Close does not touch L2 data, and does not
+// close Options.Redis or a shared Options.Bus. It is idempotent; afterwards
+// every method returns [ErrClosed].
+func (c *Cache[V]) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.isClosed.Store(true)
+	c.mu.Unlock()
+
+	c.reg.Close()
+	var err error
+	if c.ownBus {
+		err = c.bus.Close()
+	}
+	c.cancel()
+	c.loads.Wait()
+	c.l1.Close()
+	return err
+}
+
+// Get returns the value of key from L1, or else from L2. A key that neither
+// tier has (or that holds a cached "not found") returns [ErrNotFound]. An L2
+// entry that cannot be decoded is a miss, counted in [Stats]. Redis errors
+// are returned wrapped. Get never calls a loader.
+func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
+	if v, neg, ok := c.lookupL1(key); ok {
+		if neg {
+			var zero V
+			return zero, ErrNotFound
+		}
+		return v, nil
+	}
+	return c.getL2(ctx, key)
+}
+
+// lookupL1 is the hot path: an atomic load for bus liveness and the L1
+// lookup, which allocates nothing and takes no lock.
+func (c *Cache[V]) lookupL1(key string) (v V, neg, ok bool) {
+	if !c.bus.Usable() {
+		c.st.l1Bypassed.Add(1)
+		return v, false, false
+	}
+	return c.l1.Get(key)
+}
+
+func (c *Cache[V]) getL2(ctx context.Context, key string) (V, error) {
+	var zero V
+	if c.isClosed.Load() {
+		return zero, ErrClosed
+	}
+	if err := c.l2.CheckKey(key); err != nil {
+		return zero, err
+	}
+	st := c.l1.Stamp(key)
+	it, ok, err := c.l2.Get(ctx, key)
+	if err != nil && !isDecodeError(err) {
+		c.st.l2Errors.Add(1)
+		return zero, err
+	}
+	if !ok {
+		if err != nil {
+			c.st.decodeErrors.Add(1)
+		}
+		return zero, ErrNotFound
+	}
+	v, neg, err := c.accept(key, it, st)
+	if err != nil || neg {
+		return zero, ErrNotFound
+	}
+	return v, nil
+}
+
+// accept decodes an L2 item and installs it in L1 under st. neg reports a
+// cached "not found"; err an item that would not decode (counted), which
+// callers treat as a miss.
+func (c *Cache[V]) accept(key string, it remote.Item, st local.Stamp) (v V, neg bool, err error) {
+	if it.Kind == remote.KindNegative {
+		c.fillNegative(key, it.Size, it.TTL, st)
+		return v, true, nil
+	}
+	if err := c.l2.Decode(it, &v); err != nil {
+		c.st.decodeErrors.Add(1)
+		return v, false, err
+	}
+	c.fill(key, v, it.Size, it.TTL, st)
+	return v, false, nil
+}
+
+// fill installs v in L1 under st, for the L1 TTL capped by l2TTL (what L2
+// has left). Nothing is installed while the bus cannot prove liveness: L1 is
+// not served then and is cleared when liveness returns.
+func (c *Cache[V]) fill(key string, v V, size int, l2TTL time.Duration, st local.Stamp) {
+	if !c.bus.Usable() {
+		return
+	}
+	c.l1.Fill(key, v, int64(max(size, 1)), min(c.jitter(c.opts.LocalTTL), l2TTL), st)
+}
+
+func (c *Cache[V]) fillNegative(key string, size int, l2TTL time.Duration, st local.Stamp) {
+	if !c.bus.Usable() {
+		return
+	}
+	c.l1.FillNegative(key, int64(max(size, 1)), min(c.jitter(c.opts.LocalTTL), l2TTL), st)
+}
+
+// jitter shortens d by a random fraction of up to 10%, so that keys filled
+// together do not expire together.
+func (c *Cache[V]) jitter(d time.Duration) time.Duration {
+	if c.opts.DisableJitter || d <= 0 {
+		return d
+	}
+	return d - time.Duration(rand.Float64()*jitterFraction*float64(d))
+}
+
+// invalidateLocal drops keys from this node's L1 and detaches their
+// flights. Writers call it after their L2 round trip, failed or not.
+func (c *Cache[V]) invalidateLocal(keys []string) {
+	c.l1.Invalidate(keys...)
+	c.flight.forget(keys)
+}
+
+func isDecodeError(err error) bool {
+	var de *remote.DecodeError
+	return errors.As(err, &de)
+}
+
+// busHandler applies invalidations from other nodes. The bus calls it from
+// its receive loop: it only bumps epochs and detaches flights, never blocks.
+type busHandler[V any] struct{ c *Cache[V] }
+
+func (h busHandler[V]) Invalidate(keys []string) {
+	h.c.st.invalidations.Add(uint64(len(keys)))
+	h.c.invalidateLocal(keys)
+}
+
+func (h busHandler[V]) InvalidateAll() {
+	h.c.st.clears.Add(1)
+	h.c.l1.InvalidateAll()
+	h.c.flight.forgetAll()
+}
+
+var _ invalidation.Handler = busHandler[int]{}

@@ -1,0 +1,46 @@
+// Package tiered is a two-tier cache for services that run as many replicas
+// on one Redis: a typed in-process L1 (ristretto) in front of Redis (L2),
+// where every write is announced to every replica so none serves a replaced
+// value for longer than a stated bound.
+//
+// # Reading
+//
+// [Cache.GetOrLoad] resolves a key in this order:
+//
+//  1. L1, if the invalidation bus has proven its subscription alive within
+//     MaxStaleness. A hit is a hash lookup and an epoch compare: no
+//     allocation, lock, clock read or network.
+//  2. A per-key flight: a caller that finds a load of the key in progress in
+//     this process waits for it instead of starting another.
+//  3. The flight's leader records the key's L1 epoch, checks L1 once more
+//     (a flight that just ended may have filled it), then runs one Redis
+//     script that returns the value, or grants a lease (a token stored in
+//     the key itself), or reports that another node holds the lease.
+//  4. With the lease, it calls the loader and fills L2 with a script that
+//     writes only if the key still holds its token (a Set or Delete in the
+//     meantime removed it), then fills L1 only if the key's epoch is
+//     unchanged. Without it, it polls L2 for up to LeaseWait, then loads by
+//     itself without filling L2.
+//
+// [Cache.GetOrLoadMany] does the same for many keys with one round trip per
+// step, and calls its loader once with only the keys still missing.
+//
+// # Writing
+//
+// [Cache.Set], [Cache.SetMany] and [Cache.Delete] write L2 and publish the
+// invalidation in one round trip, then invalidate this node's L1 (also when
+// the round trip failed). They never put the new value in L1. Commit to the
+// source of truth first, then call them.
+//
+// # Staleness
+//
+// After a write returns nil, no node serves the replaced value from L1
+// later than MaxStaleness: each node's bus hears its own heartbeat, which
+// proves every invalidation published before it has arrived; when the
+// proof is older than MaxStaleness, or the subscription reconnects, or a
+// peer's message is lost, the node clears its L1 and reads L2 until the
+// proof is fresh again.
+//
+// Values served from L1 are shared by every caller: treat them as
+// immutable.
+package tiered

@@ -1,0 +1,44 @@
+package tiered
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tiercache/tiercache/remote"
+)
+
+// ErrNotFound is returned by [Cache.Get] and [Cache.GetOrLoad] when the key
+// has no value, and by a loader to report that the key has no value;
+// [Cache.GetOrLoad] then caches that answer for [Options.NegativeTTL].
+var ErrNotFound = errors.New("tiered: not found")
+
+// ErrClosed is returned by every method of a [Cache] after [Cache.Close].
+var ErrClosed = errors.New("tiered: cache closed")
+
+// KeyError reports an empty key or one longer than [Options.MaxKeySize].
+// Every method that takes keys returns it before touching either tier.
+type KeyError = remote.KeyError
+
+// ValueSizeError reports a value whose encoding is larger than
+// [Options.MaxValueSize]. [Cache.Set] and [Cache.SetMany] return it and
+// write nothing; a loaded value over the limit is returned to the caller but
+// not cached.
+type ValueSizeError = remote.ValueSizeError
+
+// DecodeError reports an L2 entry that could not be decoded (garbage bytes,
+// another codec, an unknown format). Reads treat it as a miss and count it in
+// [Stats]; it is never returned from Get.
+type DecodeError = remote.DecodeError
+
+// PanicError is what every caller waiting on a load gets when the loader
+// panicked. The panic is recovered, so the process keeps running.
+type PanicError struct {
+	// Value is what the loader passed to panic.
+	Value any
+	// Stack is the loader goroutine's stack at the panic.
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("tiered: loader panicked: %v\n\n%s", e.Value, e.Stack)
+}

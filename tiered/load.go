@@ -1,0 +1,350 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/tiercache/tiercache/local"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// Loader loads one key from the source of truth. It returns [ErrNotFound]
+// when the key has no value; that answer is cached for
+// [Options.NegativeTTL].
+type Loader[V any] func(ctx context.Context, key string) (V, error)
+
+// BatchLoader loads many keys in one call. It receives only the keys that
+// neither tier has and nobody else is loading. A key missing from the
+// returned map has no value, and that answer is cached like ErrNotFound.
+type BatchLoader[V any] func(ctx context.Context, missing []string) (map[string]V, error)
+
+// GetOrLoad returns the value of key from L1, L2 or, on a miss in both, from
+// loader. Concurrent misses of one key share one load: in this process
+// through a per-key flight, across processes through a lease in L2, so the
+// loader runs once cluster-wide. The shared load runs detached from ctx,
+// bounded by [Options.LoadTimeout] and Close; ctx bounds only this caller's
+// wait. The loaded value fills L2 only if no Set or Delete of the key
+// happened since the lease was taken, and L1 only if no invalidation
+// arrived since the load started.
+//
+// Redis trouble degrades to calling loader (counted in [Stats]). A loader
+// error is returned as is and not cached, except [ErrNotFound]. A loader
+// panic is returned as a *[PanicError] to every waiter.
+func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) (V, error) {
+	if v, neg, ok := c.lookupL1(key); ok {
+		if neg {
+			var zero V
+			return zero, ErrNotFound
+		}
+		return v, nil
+	}
+	var zero V
+	if c.isClosed.Load() {
+		return zero, ErrClosed
+	}
+	if err := c.l2.CheckKey(key); err != nil {
+		return zero, err
+	}
+	keys := []string{key}
+	fs, led, ledFs := c.flight.claim(keys)
+	if len(led) > 0 {
+		c.startLoad(ctx, led, ledFs, single(loader))
+	} else {
+		c.st.dedupes.Add(1)
+	}
+	select {
+	case <-fs[0].done:
+		r := fs[0].res
+		if r.err != nil {
+			return zero, r.err
+		}
+		if r.neg {
+			return zero, ErrNotFound
+		}
+		return r.val, nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+// single adapts a Loader to the batch form the load machinery uses.
+func single[V any](loader Loader[V]) BatchLoader[V] {
+	return func(ctx context.Context, keys []string) (map[string]V, error) {
+		v, err := loader(ctx, keys[0])
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return map[string]V{keys[0]: v}, nil
+	}
+}
+
+// job is one shared load of the keys its caller leads.
+type job[V any] struct {
+	keys   []string
+	fs     []*flight[V]
+	stamps []local.Stamp
+	load   BatchLoader[V]
+}
+
+// startLoad runs the load of the led keys in a goroutine owned by the cache:
+// counted in c.loads, bounded by LoadTimeout, cancelled by Close. It keeps
+// the caller's values but not its cancellation, so the load does not die
+// with its first caller.
+func (c *Cache[V]) startLoad(callerCtx context.Context, keys []string, fs []*flight[V], load BatchLoader[V]) {
+	j := &job[V]{keys: keys, fs: fs, load: load, stamps: make([]local.Stamp, len(keys))}
+	// Stamps are taken before anything is read, so an invalidation that
+	// lands while we read L2 or call the loader makes our fill unservable.
+	for i, k := range keys {
+		j.stamps[i] = c.l1.Stamp(k)
+	}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		for i := range keys {
+			c.flight.finish(keys[i], fs[i], result[V]{err: ErrClosed})
+		}
+		return
+	}
+	c.loads.Add(1)
+	c.mu.RUnlock()
+	go func() {
+		defer c.loads.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), c.opts.LoadTimeout)
+		stop := context.AfterFunc(c.closing, cancel)
+		defer func() { stop(); cancel() }()
+		c.run(ctx, j)
+	}()
+}
+
+// run resolves every key of j: from L1 (a flight that just ended may have
+// filled it), then L2 under leases, then the loader.
+func (c *Cache[V]) run(ctx context.Context, j *job[V]) {
+	pending := make([]int, 0, len(j.keys))
+	for i, k := range j.keys {
+		if v, neg, ok := c.lookupL1(k); ok {
+			c.flight.finish(k, j.fs[i], result[V]{val: v, neg: neg})
+			continue
+		}
+		pending = append(pending, i)
+	}
+	c.resolve(ctx, j, pending, time.Now().Add(c.opts.LeaseWait))
+}
+
+// resolve asks L2 for the pending keys, taking leases on misses; it loads
+// and fills the granted keys, and polls the keys another node holds until
+// waitUntil, after which it loads them without filling L2.
+func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUntil time.Time) {
+	backoff := 2 * time.Millisecond
+	for len(pending) > 0 {
+		keys := pick(j.keys, pending)
+		leases, err := c.l2.GetOrLeaseMany(ctx, keys, c.opts.LeaseTTL)
+		if err != nil {
+			c.st.l2Errors.Add(1)
+			c.loadUnfilled(ctx, j, pending)
+			return
+		}
+		var granted, held, garbled []int
+		var tokens [][]byte
+		for n, i := range pending {
+			switch l := leases[n]; l.State {
+			case remote.LeaseHit:
+				v, neg, err := c.accept(j.keys[i], l.Item, j.stamps[i])
+				if err != nil {
+					garbled = append(garbled, i)
+					continue
+				}
+				c.flight.finish(j.keys[i], j.fs[i], result[V]{val: v, neg: neg})
+			case remote.LeaseGranted:
+				c.st.leasesGranted.Add(1)
+				granted = append(granted, i)
+				tokens = append(tokens, l.Token)
+			default:
+				held = append(held, i)
+			}
+		}
+		if len(garbled) > 0 {
+			// The key holds bytes we cannot decode, so no lease can be
+			// taken on it: load, and leave L2 to its TTL or the next Set.
+			c.loadUnfilled(ctx, j, garbled)
+		}
+		if len(granted) > 0 {
+			c.loadAndFill(ctx, j, granted, tokens)
+		}
+		if len(held) == 0 {
+			return
+		}
+		c.st.leaseWaits.Add(uint64(len(held)))
+		wait := min(backoff, time.Until(waitUntil))
+		if wait <= 0 || !sleepCtx(ctx, wait) {
+			c.st.leaseFallbacks.Add(uint64(len(held)))
+			c.loadUnfilled(ctx, j, held)
+			return
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
+		pending = held
+	}
+}
+
+// loadAndFill calls the loader for keys whose leases we hold and fills L2
+// (only where our lease survived) and L1 (only where the stamp is current).
+func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens [][]byte) {
+	keys := pick(j.keys, idx)
+	vals, err := c.callLoader(ctx, j.load, keys)
+	if err != nil {
+		c.releaseAll(keys, tokens)
+		for _, i := range idx {
+			c.flight.finish(j.keys[i], j.fs[i], result[V]{err: err})
+		}
+		return
+	}
+	ops := make([]remote.FillOp, 0, len(idx))
+	opIdx := make([]int, 0, len(idx))
+	for n, i := range idx {
+		k := j.keys[i]
+		v, found := vals[k]
+		var data []byte
+		ttl := c.jitter(c.opts.TTL)
+		switch {
+		case found:
+			data, err = c.l2.Encode(k, v, ttl)
+			if err != nil { // over MaxValueSize: serve it, cache it nowhere
+				c.st.oversize.Add(1)
+				c.release(k, tokens[n])
+				c.flight.finish(k, j.fs[i], result[V]{val: v})
+				continue
+			}
+		case c.opts.DisableNegativeCache:
+			c.release(k, tokens[n])
+			c.flight.finish(k, j.fs[i], result[V]{neg: true})
+			continue
+		default:
+			ttl = c.opts.NegativeTTL
+			data = c.l2.EncodeNegative(ttl)
+		}
+		ops = append(ops, remote.FillOp{Key: k, Token: tokens[n], Data: data, TTL: ttl})
+		opIdx = append(opIdx, i)
+	}
+	if len(ops) == 0 {
+		return
+	}
+	installed, err := c.l2.FillMany(ctx, ops)
+	if err != nil {
+		c.st.l2Errors.Add(1)
+	}
+	for n, i := range opIdx {
+		k := j.keys[i]
+		v, found := vals[k]
+		if err == nil && installed[n] {
+			if found {
+				c.fill(k, v, len(ops[n].Data), ops[n].TTL, j.stamps[i])
+			} else {
+				c.fillNegative(k, len(ops[n].Data), ops[n].TTL, j.stamps[i])
+			}
+		} else if err == nil {
+			// A Set or Delete killed our lease while we loaded: what we
+			// loaded may be older than that write, so it goes nowhere.
+			c.st.fillsRefused.Add(1)
+		}
+		c.flight.finish(k, j.fs[i], result[V]{val: v, neg: !found})
+	}
+}
+
+// loadUnfilled calls the loader for keys without touching L2 (Redis failed,
+// or another node's lease outlived LeaseWait) and fills L1 under the stamps.
+func (c *Cache[V]) loadUnfilled(ctx context.Context, j *job[V], idx []int) {
+	keys := pick(j.keys, idx)
+	vals, err := c.callLoader(ctx, j.load, keys)
+	for _, i := range idx {
+		k := j.keys[i]
+		if err != nil {
+			c.flight.finish(k, j.fs[i], result[V]{err: err})
+			continue
+		}
+		v, found := vals[k]
+		if found {
+			c.fill(k, v, c.costOf(v), c.opts.TTL, j.stamps[i])
+		} else if !c.opts.DisableNegativeCache {
+			c.fillNegative(k, 1, c.opts.NegativeTTL, j.stamps[i])
+		}
+		c.flight.finish(k, j.fs[i], result[V]{val: v, neg: !found})
+	}
+}
+
+// costOf estimates the L1 cost of a value that was never encoded for L2.
+func (c *Cache[V]) costOf(v V) int {
+	b, err := c.opts.Codec.Marshal(v)
+	if err != nil {
+		return 1
+	}
+	return len(b)
+}
+
+// callLoader runs the user's loader, turning a panic into a *PanicError.
+func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []string) (vals map[string]V, err error) {
+	c.st.loads.Add(1)
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			c.st.panics.Add(1)
+			vals, err = nil, &PanicError{Value: p, Stack: debug.Stack()}
+		}
+		c.st.loadLatency.Observe(time.Since(start))
+		if err != nil {
+			c.st.loadErrors.Add(1)
+		}
+	}()
+	return load(ctx, keys)
+}
+
+// release gives up a lease we no longer intend to fill, so waiters on other
+// nodes stop waiting. It runs on its own short context: the load's context
+// may be the reason we release (timeout, Close).
+func (c *Cache[V]) release(key string, token []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.RedisTimeout)
+	defer cancel()
+	if err := c.l2.Release(ctx, key, token); err != nil {
+		c.st.l2Errors.Add(1)
+	}
+}
+
+func (c *Cache[V]) releaseAll(keys []string, tokens [][]byte) {
+	for i, k := range keys {
+		c.release(k, tokens[i])
+	}
+}
+
+func pick(keys []string, idx []int) []string {
+	out := make([]string, len(idx))
+	for n, i := range idx {
+		out[n] = keys[i]
+	}
+	return out
+}
+
+// sleepCtx waits d unless ctx ends first; it reports whether d elapsed.
+// This is a poll interval between lease checks, not synchronization: Redis
+// has no way to notify us that another node filled a key.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// wrap names the operation in an error from L2.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("tiered %s: %w", op, err)
+}

@@ -1,0 +1,197 @@
+package tiered
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/invalidation"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// Codec turns values into bytes for L2. [remote.JSON] is the default;
+// [remote.Msgpack] is the compact alternative.
+type Codec = remote.Codec
+
+// Options configures a [Cache]. It is passed by value: New never changes the
+// caller's copy. A zero field means its default; Redis and Namespace are
+// required.
+//
+// Defaults, as printed by [Options.String] for a zero Options:
+//
+//	TTL                10m  L2 lifetime of a value (jittered down by up to 10%)
+//	LocalTTL           1m   L1 lifetime, capped by TTL and by the L2 TTL left
+//	LocalMaxCost       64 MiB of encoded value bytes in L1
+//	NegativeTTL        10s  lifetime of a cached "not found"
+//	LoadTimeout        10s  bound on one shared load
+//	LeaseTTL           10s  lifetime of a lease nobody fills
+//	LeaseWait          1s   how long a caller waits for another node's load
+//	MaxStaleness       2s   staleness bound (own Bus only)
+//	HeartbeatInterval  500ms bus heartbeat (own Bus only)
+//	RedisTimeout       1s   bound on each Redis round trip
+//	MaxKeySize         1024 bytes
+//	MaxValueSize       1 MiB encoded
+//	CompressThreshold  remote's default
+//	Codec              JSON
+type Options struct {
+	// Redis is the L2 client: *redis.Client, *redis.ClusterClient or a
+	// Sentinel-backed client. Required. The cache never closes it.
+	Redis redis.UniversalClient
+	// Namespace prefixes every L2 key ("ns:key") and scopes invalidations.
+	// Required.
+	Namespace string
+	// Bus is a shared invalidation bus (one per process is enough for every
+	// cache). The cache registers on it but never closes it. When nil, the
+	// cache makes a bus of its own from Redis, MaxStaleness and
+	// HeartbeatInterval, and closes it in Close. Default: nil.
+	Bus *invalidation.Bus
+	// TTL is how long a value lives in L2. Default: 10m.
+	TTL time.Duration
+	// LocalTTL is how long a value lives in L1; it must not exceed TTL.
+	// Default: 1m, or TTL when TTL is shorter.
+	LocalTTL time.Duration
+	// LocalMaxCost is the L1 budget in bytes of encoded values. Default: 64 MiB.
+	LocalMaxCost int64
+	// NegativeTTL is how long a loader's ErrNotFound is cached, in both tiers.
+	// Default: 10s.
+	NegativeTTL time.Duration
+	// DisableNegativeCache turns negative caching off. Default: false.
+	DisableNegativeCache bool
+	// LoadTimeout bounds one shared load: the lease round trips, the loader
+	// and the fill. Default: 10s.
+	LoadTimeout time.Duration
+	// LeaseTTL is how long a lease marker lives in L2 if its holder never
+	// fills or releases it (a crashed node). Default: 10s.
+	LeaseTTL time.Duration
+	// LeaseWait is how long a caller polls for a value another node is
+	// loading before it loads by itself, without filling L2. Default: 1s.
+	LeaseWait time.Duration
+	// MaxStaleness bounds how long any node may serve a value from L1 after
+	// a write that replaced it returned. Used only for a cache's own bus.
+	// Default: 2s.
+	MaxStaleness time.Duration
+	// HeartbeatInterval is how often the bus proves its subscription. Used
+	// only for a cache's own bus. Default: 500ms.
+	HeartbeatInterval time.Duration
+	// Codec encodes values for L2. Default: remote.JSON{}.
+	Codec Codec
+	// Logger receives state changes (never per-request logs). Default: silent.
+	Logger *slog.Logger
+
+	// RedisTimeout bounds each Redis round trip. Default: 1s.
+	RedisTimeout time.Duration
+	// MaxKeySize is the longest key accepted, in bytes. Default: 1024.
+	MaxKeySize int
+	// MaxValueSize is the largest encoded value accepted. Default: 1 MiB.
+	MaxValueSize int
+	// CompressThreshold is the encoded size from which values are
+	// compressed. Default: remote's default.
+	CompressThreshold int
+	// DisableCompression stores every value uncompressed. Default: false.
+	DisableCompression bool
+	// DisableJitter turns off the random shortening (up to 10%) of TTL and
+	// LocalTTL that keeps keys filled together from expiring together.
+	// Default: false.
+	DisableJitter bool
+}
+
+const jitterFraction = 0.1
+
+func (o Options) withDefaults() Options {
+	if o.TTL == 0 {
+		o.TTL = 10 * time.Minute
+	}
+	if o.LocalTTL == 0 {
+		o.LocalTTL = min(time.Minute, o.TTL)
+	}
+	if o.LocalMaxCost == 0 {
+		o.LocalMaxCost = 64 << 20
+	}
+	if o.NegativeTTL == 0 {
+		o.NegativeTTL = 10 * time.Second
+	}
+	if o.LoadTimeout == 0 {
+		o.LoadTimeout = 10 * time.Second
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 10 * time.Second
+	}
+	if o.LeaseWait == 0 {
+		o.LeaseWait = time.Second
+	}
+	if o.MaxStaleness == 0 {
+		o.MaxStaleness = 2 * time.Second
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = 500 * time.Millisecond
+	}
+	if o.Codec == nil {
+		o.Codec = remote.JSON{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RedisTimeout == 0 {
+		o.RedisTimeout = time.Second
+	}
+	if o.MaxKeySize == 0 {
+		o.MaxKeySize = 1024
+	}
+	if o.MaxValueSize == 0 {
+		o.MaxValueSize = 1 << 20
+	}
+	return o
+}
+
+// validate checks a defaulted Options. Every error names the field.
+func (o Options) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("tiered: Options."+format, args...))
+	}
+	if o.Redis == nil {
+		bad("Redis is required")
+	}
+	if o.Namespace == "" {
+		bad("Namespace is required")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"TTL", o.TTL}, {"LocalTTL", o.LocalTTL}, {"NegativeTTL", o.NegativeTTL},
+		{"LoadTimeout", o.LoadTimeout}, {"LeaseTTL", o.LeaseTTL}, {"LeaseWait", o.LeaseWait},
+		{"MaxStaleness", o.MaxStaleness}, {"HeartbeatInterval", o.HeartbeatInterval},
+		{"RedisTimeout", o.RedisTimeout},
+	} {
+		if d.v < 0 {
+			bad("%s must not be negative, got %v", d.name, d.v)
+		}
+	}
+	if o.LocalTTL > o.TTL {
+		bad("LocalTTL (%v) must not exceed TTL (%v)", o.LocalTTL, o.TTL)
+	}
+	if o.LocalMaxCost < 0 {
+		bad("LocalMaxCost must not be negative, got %d", o.LocalMaxCost)
+	}
+	if o.MaxKeySize < 0 || o.MaxValueSize < 0 || o.CompressThreshold < 0 {
+		bad("MaxKeySize, MaxValueSize and CompressThreshold must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// String lists every knob with its value, one per line, for logs and tests.
+func (o Options) String() string {
+	o = o.withDefaults()
+	return fmt.Sprintf("Namespace=%q TTL=%v LocalTTL=%v LocalMaxCost=%d NegativeTTL=%v "+
+		"DisableNegativeCache=%v LoadTimeout=%v LeaseTTL=%v LeaseWait=%v MaxStaleness=%v "+
+		"HeartbeatInterval=%v Codec=%T RedisTimeout=%v MaxKeySize=%d MaxValueSize=%d "+
+		"CompressThreshold=%d DisableCompression=%v DisableJitter=%v SharedBus=%v",
+		o.Namespace, o.TTL, o.LocalTTL, o.LocalMaxCost, o.NegativeTTL,
+		o.DisableNegativeCache, o.LoadTimeout, o.LeaseTTL, o.LeaseWait, o.MaxStaleness,
+		o.HeartbeatInterval, o.Codec, o.RedisTimeout, o.MaxKeySize, o.MaxValueSize,
+		o.CompressThreshold, o.DisableCompression, o.DisableJitter, o.Bus != nil)
+}

@@ -1,0 +1,107 @@
+package tiered
+
+import (
+	"sync/atomic"
+
+	"github.com/tiercache/tiercache/internal/histogram"
+	"github.com/tiercache/tiercache/invalidation"
+	"github.com/tiercache/tiercache/local"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// counters are the cache's own atomics; L1, L2 and the bus keep theirs.
+// None is touched by an L1 hit.
+type counters struct {
+	l1Bypassed     atomic.Uint64
+	l2Errors       atomic.Uint64
+	decodeErrors   atomic.Uint64
+	loads          atomic.Uint64
+	loadErrors     atomic.Uint64
+	panics         atomic.Uint64
+	dedupes        atomic.Uint64
+	leasesGranted  atomic.Uint64
+	leaseWaits     atomic.Uint64
+	leaseFallbacks atomic.Uint64
+	fillsRefused   atomic.Uint64
+	oversize       atomic.Uint64
+	writes         atomic.Uint64
+	writeErrors    atomic.Uint64
+	invalidations  atomic.Uint64
+	clears         atomic.Uint64
+	loadLatency    histogram.Histogram
+}
+
+// Stats is a point-in-time snapshot of a cache's counters. Counters only
+// grow; each is read separately, so a snapshot taken under load is not one
+// instant.
+type Stats struct {
+	// Namespace is the cache's Options.Namespace.
+	Namespace string
+	// L1 holds the in-process tier's counters: hits, misses, sets, dropped
+	// sets, stamp rejections, evictions, cost.
+	L1 local.Stats
+	// L2 holds the Redis tier's counters: round trips, errors, decode
+	// errors, bytes, leases.
+	L2 remote.Stats
+	// Bus holds the invalidation bus's counters (shared by every cache on
+	// a shared bus).
+	Bus invalidation.Stats
+
+	// L1Bypassed counts reads that skipped L1 because the bus could not
+	// prove its subscription alive.
+	L1Bypassed uint64
+	// L2Errors counts Redis failures on the read path, each served by the
+	// loader or returned.
+	L2Errors uint64
+	// DecodeErrors counts L2 entries that would not decode, read as misses.
+	DecodeErrors uint64
+	// Loads counts loader calls (a batch call counts once); LoadErrors and
+	// Panics count the failed ones.
+	Loads, LoadErrors, Panics uint64
+	// Dedupes counts callers that joined a load already running here.
+	Dedupes uint64
+	// LeasesGranted counts keys this node took a lease on; LeaseWaits
+	// counts polls of keys leased by another node; LeaseFallbacks counts
+	// keys loaded without filling because that lease outlived LeaseWait.
+	LeasesGranted, LeaseWaits, LeaseFallbacks uint64
+	// FillsRefused counts loaded values not stored because a write killed
+	// the lease during the load.
+	FillsRefused uint64
+	// Oversize counts loaded values too large to cache.
+	Oversize uint64
+	// Writes and WriteErrors count Set/SetMany/Delete round trips.
+	Writes, WriteErrors uint64
+	// Invalidations counts keys invalidated by other nodes' messages;
+	// Clears counts full L1 clears ordered by the bus.
+	Invalidations, Clears uint64
+	// LoadLatency is the loader's latency distribution.
+	LoadLatency histogram.Snapshot
+}
+
+// Stats returns the cache's counters. It is cheap enough to call at every
+// metrics scrape and safe for concurrent use, also after Close.
+func (c *Cache[V]) Stats() Stats {
+	return Stats{
+		Namespace:      c.opts.Namespace,
+		L1:             c.l1.Stats(),
+		L2:             c.l2.Stats(),
+		Bus:            c.bus.Stats(),
+		L1Bypassed:     c.st.l1Bypassed.Load(),
+		L2Errors:       c.st.l2Errors.Load(),
+		DecodeErrors:   c.st.decodeErrors.Load(),
+		Loads:          c.st.loads.Load(),
+		LoadErrors:     c.st.loadErrors.Load(),
+		Panics:         c.st.panics.Load(),
+		Dedupes:        c.st.dedupes.Load(),
+		LeasesGranted:  c.st.leasesGranted.Load(),
+		LeaseWaits:     c.st.leaseWaits.Load(),
+		LeaseFallbacks: c.st.leaseFallbacks.Load(),
+		FillsRefused:   c.st.fillsRefused.Load(),
+		Oversize:       c.st.oversize.Load(),
+		Writes:         c.st.writes.Load(),
+		WriteErrors:    c.st.writeErrors.Load(),
+		Invalidations:  c.st.invalidations.Load(),
+		Clears:         c.st.clears.Load(),
+		LoadLatency:    c.st.loadLatency.Snapshot(),
+	}
+}

@@ -1,0 +1,116 @@
+package tiered
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/tiercache/tiercache/invalidation"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// Set writes v to L2 for [Options.TTL] and announces the change to every
+// node, in one Redis round trip, then drops key from this node's L1 (also
+// when the round trip failed). It does not put v in L1: the next read fills
+// it from L2, so two racing Sets cannot leave the older value here. Set
+// overwrites any lease on the key, so a load that began before it cannot
+// fill L2 with an older value afterwards.
+//
+// Commit to the source of truth first, then call Set. Once Set returns nil,
+// no node serves the old value from L1 later than the staleness bound.
+//
+// The write runs to completion (bounded by [Options.RedisTimeout]) even if
+// ctx is cancelled once it is sent, because a write whose outcome is unknown
+// would leave other nodes guessing. Set returns a *[KeyError] or
+// *[ValueSizeError] for bad input before writing anything, [ErrClosed] after
+// Close, and a wrapped Redis error otherwise.
+func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
+	return c.SetMany(ctx, map[string]V{key: v})
+}
+
+// SetMany is Set for many keys: one round trip and one invalidation message
+// for all of them. Every value is encoded before anything is written, so a
+// bad key or an oversized value writes nothing. On a standalone or Sentinel
+// Redis the writes and the message are one MULTI/EXEC; on Cluster they share
+// one pipeline but are not atomic across slots.
+func (c *Cache[V]) SetMany(ctx context.Context, values map[string]V) error {
+	if err := c.writable(ctx); err != nil {
+		return err
+	}
+	if len(values) == 0 {
+		return nil
+	}
+	keys := slices.Sorted(maps.Keys(values))
+	sets := make([]remote.SetOp, 0, len(keys))
+	for _, k := range keys {
+		if err := c.l2.CheckKey(k); err != nil {
+			return err
+		}
+		ttl := c.jitter(c.opts.TTL)
+		data, err := c.l2.Encode(k, values[k], ttl)
+		if err != nil {
+			return err
+		}
+		sets = append(sets, remote.SetOp{Key: k, Data: data, TTL: ttl})
+	}
+	return c.write(ctx, "set", keys, sets, nil)
+}
+
+// Delete removes keys from L2 and every node's L1, in one round trip with
+// one invalidation message, then drops them from this node's L1 (also when
+// the round trip failed). Deleting kills any lease on the keys. Missing keys
+// are not an error. Errors are as for [Cache.Set].
+func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
+	if err := c.writable(ctx); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	for _, k := range keys {
+		if err := c.l2.CheckKey(k); err != nil {
+			return err
+		}
+	}
+	return c.write(ctx, "delete", keys, nil, keys)
+}
+
+// Clear drops the whole namespace from the L1 of every node, this one
+// included. It does not delete L2 keys: finding them needs a SCAN of every
+// Redis node, which no hot service should run; remove L2 data with Delete or
+// let TTL expire it. Nodes refill L1 from L2 afterwards.
+func (c *Cache[V]) Clear(ctx context.Context) error {
+	if err := c.writable(ctx); err != nil {
+		return err
+	}
+	msg := c.bus.Message(c.opts.Namespace, invalidation.OpClear, nil)
+	err := c.l2.Write(context.WithoutCancel(ctx), nil, nil, c.bus.Channel(), msg)
+	c.l1.InvalidateAll()
+	c.flight.forgetAll()
+	return wrap("clear", err)
+}
+
+// write sends sets and dels with their invalidation message in one round
+// trip, then invalidates this node's L1 whatever the outcome: after a failed
+// or timed-out round trip the write may still have happened.
+func (c *Cache[V]) write(ctx context.Context, op string, keys []string, sets []remote.SetOp, dels []string) error {
+	msg := c.bus.Message(c.opts.Namespace, invalidation.OpDelete, keys)
+	err := c.l2.Write(context.WithoutCancel(ctx), sets, dels, c.bus.Channel(), msg)
+	c.invalidateLocal(keys)
+	if err != nil {
+		c.st.writeErrors.Add(1)
+		return fmt.Errorf("tiered %s %d key(s): %w", op, len(keys), err)
+	}
+	c.st.writes.Add(1)
+	return nil
+}
+
+// writable refuses writes after Close or with a context already done (a
+// write that never starts must not consume a sequence number).
+func (c *Cache[V]) writable(ctx context.Context) error {
+	if c.isClosed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
