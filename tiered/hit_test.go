@@ -17,7 +17,9 @@ type product struct {
 func warmL1(tb testing.TB, c *Cache[*product], key string) {
 	tb.Helper()
 	ctx := context.Background()
-	loader := func(context.Context, string) (*product, error) { return &product{ID: 1, Name: "widget", Price: 9.5}, nil }
+	loader := func(context.Context, string) (*product, error) {
+		return &product{ID: 1, Name: "widget", Price: 9.5}, nil
+	}
 	for range 100 {
 		if _, err := c.GetOrLoad(ctx, key, loader); err != nil {
 			tb.Fatal(err)
