@@ -28,8 +28,10 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 	}
 	for i, k := range missing {
 		if !ok[i] {
+			c.st.l2Misses.Add(1)
 			continue
 		}
+		c.st.l2Hits.Add(1)
 		if v, neg, err := c.accept(k, items[i], stamps[i]); err == nil && !neg {
 			out[k] = v
 		}

@@ -164,8 +164,10 @@ func (c *Cache[V]) getL2(ctx context.Context, key string) (V, error) {
 		if err != nil {
 			c.st.decodeErrors.Add(1)
 		}
+		c.st.l2Misses.Add(1)
 		return zero, ErrNotFound
 	}
+	c.st.l2Hits.Add(1)
 	v, neg, err := c.accept(key, it, st)
 	if err != nil || neg {
 		return zero, ErrNotFound
@@ -243,3 +245,10 @@ func (h busHandler[V]) InvalidateAll() {
 }
 
 var _ invalidation.Handler = busHandler[int]{}
+
+// Bus returns the invalidation bus the cache is registered on: Options.Bus,
+// or the one the cache made. Use it for metrics; do not close it.
+func (c *Cache[V]) Bus() *invalidation.Bus { return c.bus }
+
+// Namespace returns Options.Namespace.
+func (c *Cache[V]) Namespace() string { return c.opts.Namespace }

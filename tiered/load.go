@@ -154,6 +154,7 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 		for n, i := range pending {
 			switch l := leases[n]; l.State {
 			case remote.LeaseHit:
+				c.st.l2Hits.Add(1)
 				v, neg, err := c.accept(j.keys[i], l.Item, j.stamps[i])
 				if err != nil {
 					garbled = append(garbled, i)
@@ -161,6 +162,7 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 				}
 				c.flight.finish(j.keys[i], j.fs[i], result[V]{val: v, neg: neg})
 			case remote.LeaseGranted:
+				c.st.l2Misses.Add(1)
 				c.st.leasesGranted.Add(1)
 				granted = append(granted, i)
 				tokens = append(tokens, l.Token)
@@ -297,6 +299,12 @@ func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []s
 		c.st.loadLatency.Observe(time.Since(start))
 		if err != nil {
 			c.st.loadErrors.Add(1)
+			return
+		}
+		for _, k := range keys {
+			if _, ok := vals[k]; !ok {
+				c.st.loadNotFound.Add(1)
+			}
 		}
 	}()
 	return load(ctx, keys)

@@ -13,6 +13,9 @@ import (
 // None is touched by an L1 hit.
 type counters struct {
 	l1Bypassed     atomic.Uint64
+	l2Hits         atomic.Uint64
+	l2Misses       atomic.Uint64
+	loadNotFound   atomic.Uint64
 	l2Errors       atomic.Uint64
 	decodeErrors   atomic.Uint64
 	loads          atomic.Uint64
@@ -50,14 +53,18 @@ type Stats struct {
 	// L1Bypassed counts reads that skipped L1 because the bus could not
 	// prove its subscription alive.
 	L1Bypassed uint64
+	// L2Hits and L2Misses count keys looked up in L2 after an L1 miss; a
+	// cached "not found" is a hit.
+	L2Hits, L2Misses uint64
 	// L2Errors counts Redis failures on the read path, each served by the
 	// loader or returned.
 	L2Errors uint64
 	// DecodeErrors counts L2 entries that would not decode, read as misses.
 	DecodeErrors uint64
 	// Loads counts loader calls (a batch call counts once); LoadErrors and
-	// Panics count the failed ones.
-	Loads, LoadErrors, Panics uint64
+	// Panics count the failed ones. LoadNotFound counts keys a loader
+	// reported as having no value.
+	Loads, LoadErrors, Panics, LoadNotFound uint64
 	// Dedupes counts callers that joined a load already running here.
 	Dedupes uint64
 	// LeasesGranted counts keys this node took a lease on; LeaseWaits
@@ -87,11 +94,14 @@ func (c *Cache[V]) Stats() Stats {
 		L2:             c.l2.Stats(),
 		Bus:            c.bus.Stats(),
 		L1Bypassed:     c.st.l1Bypassed.Load(),
+		L2Hits:         c.st.l2Hits.Load(),
+		L2Misses:       c.st.l2Misses.Load(),
 		L2Errors:       c.st.l2Errors.Load(),
 		DecodeErrors:   c.st.decodeErrors.Load(),
 		Loads:          c.st.loads.Load(),
 		LoadErrors:     c.st.loadErrors.Load(),
 		Panics:         c.st.panics.Load(),
+		LoadNotFound:   c.st.loadNotFound.Load(),
 		Dedupes:        c.st.dedupes.Load(),
 		LeasesGranted:  c.st.leasesGranted.Load(),
 		LeaseWaits:     c.st.leaseWaits.Load(),
