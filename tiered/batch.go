@@ -23,9 +23,10 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 	}
 	items, ok, err := c.l2.GetMany(ctx, missing)
 	if err != nil {
-		c.st.l2Errors.Add(1)
+		c.l2Failed("get_many", err)
 		return nil, wrap("get many", err)
 	}
+	c.fails.success(c.opts.Logger, c.opts.Namespace)
 	for i, k := range missing {
 		if !ok[i] {
 			c.st.l2Misses.Add(1)

@@ -41,6 +41,7 @@ type Cache[V any] struct {
 
 	isClosed atomic.Bool // mirrors closed for lock-free checks
 	st       counters
+	fails    failureLog
 }
 
 // New makes a Cache. It checks o (errors name the field), connects its own
@@ -157,9 +158,10 @@ func (c *Cache[V]) getL2(ctx context.Context, key string) (V, error) {
 	st := c.l1.Stamp(key)
 	it, ok, err := c.l2.Get(ctx, key)
 	if err != nil && !isDecodeError(err) {
-		c.st.l2Errors.Add(1)
+		c.l2Failed("get", err)
 		return zero, err
 	}
+	c.fails.success(c.opts.Logger, c.opts.Namespace)
 	if !ok {
 		if err != nil {
 			c.st.decodeErrors.Add(1)
@@ -222,6 +224,12 @@ func (c *Cache[V]) jitter(d time.Duration) time.Duration {
 func (c *Cache[V]) invalidateLocal(keys []string) {
 	c.l1.Invalidate(keys...)
 	c.flight.forget(keys)
+}
+
+// l2Failed counts a Redis failure on the read path and logs, rate-limited.
+func (c *Cache[V]) l2Failed(op string, err error) {
+	c.st.l2Errors.Add(1)
+	c.fails.failure(c.opts.Logger, c.opts.Namespace, op, err)
 }
 
 func isDecodeError(err error) bool {

@@ -145,10 +145,11 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 		keys := pick(j.keys, pending)
 		leases, err := c.l2.GetOrLeaseMany(ctx, keys, c.opts.LeaseTTL)
 		if err != nil {
-			c.st.l2Errors.Add(1)
+			c.l2Failed("lease", err)
 			c.loadUnfilled(ctx, j, pending)
 			return
 		}
+		c.fails.success(c.opts.Logger, c.opts.Namespace)
 		var granted, held, garbled []int
 		var tokens [][]byte
 		for n, i := range pending {
@@ -237,7 +238,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 	}
 	installed, err := c.l2.FillMany(ctx, ops)
 	if err != nil {
-		c.st.l2Errors.Add(1)
+		c.l2Failed("fill", err)
 	}
 	for n, i := range opIdx {
 		k := j.keys[i]
@@ -317,7 +318,7 @@ func (c *Cache[V]) release(key string, token []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.RedisTimeout)
 	defer cancel()
 	if err := c.l2.Release(ctx, key, token); err != nil {
-		c.st.l2Errors.Add(1)
+		c.l2Failed("release", err)
 	}
 }
 

@@ -100,9 +100,11 @@ func (c *Cache[V]) write(ctx context.Context, op string, keys []string, sets []r
 	c.invalidateLocal(keys)
 	if err != nil {
 		c.st.writeErrors.Add(1)
+		c.fails.failure(c.opts.Logger, c.opts.Namespace, op, err)
 		return fmt.Errorf("tiered %s %d key(s): %w", op, len(keys), err)
 	}
 	c.st.writes.Add(1)
+	c.fails.success(c.opts.Logger, c.opts.Namespace)
 	return nil
 }
 

@@ -1,0 +1,163 @@
+package tiered
+
+// Benchmarks of the public read paths, each beside its baseline in the same
+// run. Compare with benchstat:
+//
+//	go test -run '^$' -bench . -count 10 ./tiered/ > new.txt && benchstat new.txt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+var sinkProduct *product
+
+// BenchmarkL1Hit is Cache.Get served from L1, against a raw ristretto Get of
+// a pointer (no TTL, metrics off: its cheapest configuration).
+func BenchmarkL1Hit(b *testing.B) {
+	b.Run("impl=tiered", func(b *testing.B) {
+		s := redistest.Mini(b)
+		c := newNode[*product](b, s, nil)
+		warmL1(b, c, "42")
+		ctx := context.Background()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				v, err := c.Get(ctx, "42")
+				if err != nil {
+					b.Fatal(err)
+				}
+				sinkProduct = v
+			}
+		})
+	})
+	b.Run("impl=ristretto", func(b *testing.B) {
+		r, err := ristretto.NewCache(&ristretto.Config[string, *product]{
+			NumCounters: 1e6, MaxCost: 64 << 20, BufferItems: 64,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer r.Close()
+		for !r.Set("42", &product{ID: 1, Name: "widget", Price: 9.5}, 1) {
+		}
+		r.Wait()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				v, ok := r.Get("42")
+				if !ok {
+					b.Fatal("miss")
+				}
+				sinkProduct = v
+			}
+		})
+	})
+}
+
+// l2Keys are pre-set in Redis; the cache under test has an L1 too small to
+// admit anything, so every Get takes the L2 path, fill attempt included.
+const l2Keys = 1000
+
+func setupL2(b *testing.B) (*redistest.Server, *Cache[*product], *redis.Client) {
+	s := redistest.Real(b)
+	c := newNode[*product](b, s, func(o *Options) { o.LocalMaxCost = 1 })
+	ctx := context.Background()
+	vals := map[string]*product{}
+	for i := range l2Keys {
+		vals[fmt.Sprint(i)] = &product{ID: i, Name: "widget", Price: 9.5}
+	}
+	if err := c.SetMany(ctx, vals); err != nil {
+		b.Fatal(err)
+	}
+	return s, c, s.Client(b)
+}
+
+// BenchmarkL2Hit is Cache.Get with an L1 miss and an L2 hit, against a raw
+// go-redis GET of the same bytes plus the same JSON decode.
+func BenchmarkL2Hit(b *testing.B) {
+	_, c, raw := setupL2(b)
+	ctx := context.Background()
+	b.Run("impl=tiered", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			v, err := c.Get(ctx, fmt.Sprint(i%l2Keys))
+			if err != nil {
+				b.Fatal(err)
+			}
+			sinkProduct = v
+		}
+	})
+	b.Run("impl=go-redis", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			data, err := raw.Get(ctx, "test:"+fmt.Sprint(i%l2Keys)).Bytes()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var p product
+			if err := json.Unmarshal(data[envelopeHeader(data):], &p); err != nil {
+				b.Fatal(err)
+			}
+			sinkProduct = &p
+		}
+	})
+}
+
+// BenchmarkGetMany100Cold is GetMany of 100 keys with a cold L1, against a
+// raw MGET of 100 keys plus the same decodes.
+func BenchmarkGetMany100Cold(b *testing.B) {
+	_, c, raw := setupL2(b)
+	ctx := context.Background()
+	keys := make([]string, 100)
+	rawKeys := make([]string, 100)
+	for i := range keys {
+		keys[i] = fmt.Sprint(i * 7 % l2Keys)
+		rawKeys[i] = "test:" + keys[i]
+	}
+	b.Run("impl=tiered", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m, err := c.GetMany(ctx, keys)
+			if err != nil || len(m) != 100 {
+				b.Fatalf("GetMany: %d values, %v", len(m), err)
+			}
+		}
+	})
+	b.Run("impl=go-redis", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			vals, err := raw.MGet(ctx, rawKeys...).Result()
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := make(map[string]*product, len(vals))
+			for i, v := range vals {
+				s := v.(string)
+				var p product
+				if err := json.Unmarshal([]byte(s[envelopeHeader([]byte(s)):]), &p); err != nil {
+					b.Fatal(err)
+				}
+				m[keys[i]] = &p
+			}
+		}
+	})
+}
+
+// envelopeHeader finds where the JSON starts in an L2 value, so the raw
+// baselines decode exactly the bytes the cache decodes.
+func envelopeHeader(data []byte) int {
+	for i, c := range data {
+		if c == '{' {
+			return i
+		}
+	}
+	return len(data)
+}

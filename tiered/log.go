@@ -1,0 +1,46 @@
+package tiered
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// logEvery is the least time between two "Redis failing" log records: logs
+// report state changes, never individual requests.
+const logEvery = 10 * time.Second
+
+// failureLog turns a stream of L2 errors into at most one record per
+// logEvery, saying how many errors happened since the previous record, and
+// one record when Redis answers again.
+type failureLog struct {
+	last    atomic.Int64  // unix nanos of the last record; 0 = healthy
+	pending atomic.Uint64 // errors since the last record
+}
+
+func (f *failureLog) failure(l *slog.Logger, namespace, op string, err error) {
+	f.pending.Add(1)
+	now := time.Now().UnixNano()
+	last := f.last.Load()
+	if last != 0 && now-last < int64(logEvery) {
+		return
+	}
+	if !f.last.CompareAndSwap(last, now) {
+		return
+	}
+	l.LogAttrs(context.Background(), slog.LevelWarn, "tiercache: redis calls failing; reads fall back to the loader",
+		slog.String("namespace", namespace), slog.String("op", op),
+		slog.Uint64("errors", f.pending.Swap(0)), slog.String("last_error", err.Error()))
+}
+
+// success notes a working L2 call; the first one after failures is logged.
+func (f *failureLog) success(l *slog.Logger, namespace string) {
+	if f.last.Load() == 0 {
+		return
+	}
+	if f.last.Swap(0) != 0 {
+		l.LogAttrs(context.Background(), slog.LevelInfo, "tiercache: redis calls succeed again",
+			slog.String("namespace", namespace), slog.Uint64("errors_since_last_report", f.pending.Swap(0)))
+	}
+}
