@@ -136,11 +136,16 @@ func (c *Cache[V]) run(ctx context.Context, j *job[V]) {
 	c.resolve(ctx, j, pending, time.Now().Add(c.opts.LeaseWait))
 }
 
+// maxPoll caps the interval between two polls of a key another node is
+// loading: one cheap GET per waiting key and node every 10 ms at most, so a
+// waiter sees the value at most 10 ms after it lands.
+const maxPoll = 10 * time.Millisecond
+
 // resolve asks L2 for the pending keys, taking leases on misses; it loads
 // and fills the granted keys, and polls the keys another node holds until
 // waitUntil, after which it loads them without filling L2.
 func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUntil time.Time) {
-	backoff := 2 * time.Millisecond
+	backoff := time.Millisecond
 	for len(pending) > 0 {
 		keys := pick(j.keys, pending)
 		leases, err := c.l2.GetOrLeaseMany(ctx, keys, c.opts.LeaseTTL)
@@ -189,7 +194,7 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 			c.loadUnfilled(ctx, j, held)
 			return
 		}
-		backoff = min(2*backoff, 50*time.Millisecond)
+		backoff = min(2*backoff, maxPoll)
 		pending = held
 	}
 }
