@@ -43,9 +43,10 @@ type Server struct {
 	// Real reports whether this is a redis-server process rather than miniredis.
 	Real bool
 
-	mini *miniredis.Miniredis
-	bin  string
-	dir  string
+	mini  *miniredis.Miniredis
+	bin   string
+	dir   string
+	extra []string // more redis-server arguments
 
 	mu     sync.Mutex // guards proc and exited
 	proc   *exec.Cmd
@@ -126,6 +127,7 @@ func (s *Server) start() error {
 		"--logfile", "",
 		"--loglevel", "warning",
 	)
+	cmd.Args = append(cmd.Args, s.extra...)
 	var out strings.Builder
 	cmd.Stdout = &out
 	cmd.Stderr = &out

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
 
@@ -71,5 +72,29 @@ func TestPause(t *testing.T) {
 	s.Resume(t)
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Errorf("SET after Resume: %v", err)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	cl := NewCluster(t)
+	c := cl.Client(t)
+	ctx := context.Background()
+	// Keys in different slots land on different masters.
+	for _, k := range []string{"a", "b", "c", "d", "e", "f"} {
+		if err := c.Set(ctx, k, k, 0).Err(); err != nil {
+			t.Fatalf("SET %s: %v", k, err)
+		}
+	}
+	masters := 0
+	if err := c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		if n.DBSize(ctx).Val() > 0 {
+			masters++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if masters < 2 {
+		t.Errorf("keys spread over %d masters, want >= 2", masters)
 	}
 }

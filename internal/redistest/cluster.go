@@ -1,0 +1,97 @@
+package redistest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Cluster is a Redis Cluster of three masters on loopback ports, each a
+// redis-server process this test started.
+type Cluster struct {
+	// Addrs are the masters' host:port addresses.
+	Addrs []string
+	nodes []*Server
+}
+
+// NewCluster starts a three-master Redis Cluster (no replicas) and waits
+// until every node reports cluster_state:ok. It needs redis-server and
+// redis-cli; without them it skips, or fails when TIERCACHE_REQUIRE_REDIS=1.
+func NewCluster(tb testing.TB) *Cluster {
+	tb.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		if os.Getenv(RequireEnv) == "1" {
+			tb.Fatalf("redis-cli not found on PATH and %s=1: %v", RequireEnv, err)
+		}
+		tb.Skipf("redis-cli not on PATH (set %s=1 to make this a failure)", RequireEnv)
+	}
+	c := &Cluster{}
+	for range 3 {
+		s := realWith(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "5000")
+		c.nodes = append(c.nodes, s)
+		c.Addrs = append(c.Addrs, s.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	out, err := exec.Command(cli, args...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("redis-cli --cluster create: %v: %s", err, out)
+	}
+	// The nodes agree on the slot map through their gossip; nothing
+	// announces it, so poll CLUSTER INFO with a deadline.
+	deadline := time.Now().Add(startTimeout)
+	for _, a := range c.Addrs {
+		rc := redis.NewClient(&redis.Options{Addr: a})
+		for {
+			info, err := rc.ClusterInfo(context.Background()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				rc.Close()
+				tb.Fatalf("cluster node %s not ok after %v: %v %s", a, startTimeout, err, info)
+			}
+			time.Sleep(20 * time.Millisecond) // poll interval
+		}
+		rc.Close()
+	}
+	return c
+}
+
+// Client returns a cluster client closed when the test ends.
+func (c *Cluster) Client(tb testing.TB) *redis.ClusterClient {
+	tb.Helper()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:        c.Addrs,
+		DialTimeout:  time.Second,
+		ReadTimeout:  time.Second,
+		WriteTimeout: time.Second,
+	})
+	tb.Cleanup(func() { _ = cc.Close() })
+	// Load the slot map now, so the first command of a test is not slow.
+	if err := cc.ForEachShard(context.Background(), func(ctx context.Context, n *redis.Client) error {
+		return n.Ping(ctx).Err()
+	}); err != nil {
+		tb.Fatalf("cluster client: %v", err)
+	}
+	return cc
+}
+
+// realWith starts a real server like Real, with extra arguments.
+func realWith(tb testing.TB, extra ...string) *Server {
+	tb.Helper()
+	s := Real(tb)
+	s.stop()
+	s.extra = extra
+	if err := s.start(); err != nil {
+		tb.Fatalf("start redis-server %v: %v", extra, err)
+	}
+	return s
+}

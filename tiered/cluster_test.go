@@ -1,0 +1,82 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// TestCluster runs the main paths on a three-master Redis Cluster: batches
+// span slots and masters, leases live in the keys, invalidations cross
+// nodes.
+func TestCluster(t *testing.T) {
+	cl := redistest.NewCluster(t)
+	mk := func() *Cache[string] {
+		c, err := New[string](Options{
+			Redis:             cl.Client(t),
+			Namespace:         "cl",
+			HeartbeatInterval: 50 * time.Millisecond,
+			MaxStaleness:      time.Second,
+			DisableJitter:     true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		waitUsable(t, c)
+		return c
+	}
+	a, b := mk(), mk()
+	ctx := context.Background()
+
+	want := map[string]string{}
+	var keys []string
+	for i := range 50 {
+		k := fmt.Sprint("k", i)
+		want[k] = fmt.Sprint("v", i)
+		keys = append(keys, k)
+	}
+	if err := a.SetMany(ctx, want); err != nil {
+		t.Fatalf("SetMany across slots: %v", err)
+	}
+	got, err := b.GetMany(ctx, append(keys, "absent"))
+	if err != nil || !maps.Equal(got, want) {
+		t.Fatalf("GetMany across slots = %d values, %v; want %d", len(got), err, len(want))
+	}
+
+	warm(t, []*Cache[string]{a, b}, "k1", "v1")
+	if err := a.Set(ctx, "k1", "v1b"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, func() bool { v, _ := b.Get(ctx, "k1"); return v == "v1b" }, "b sees the Set on a cluster")
+	if err := b.Delete(ctx, keys...); err != nil {
+		t.Fatalf("Delete across slots: %v", err)
+	}
+	if _, err := a.Get(ctx, "k7"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a.Get(k7) after Delete: %v, want ErrNotFound", err)
+	}
+
+	var loads atomic.Int64
+	loader := func(_ context.Context, ks []string) (map[string]string, error) {
+		loads.Add(int64(len(ks)))
+		out := map[string]string{}
+		for _, k := range ks {
+			out[k] = "L" + k
+		}
+		return out, nil
+	}
+	m, err := a.GetOrLoadMany(ctx, keys, loader)
+	if err != nil || len(m) != len(keys) {
+		t.Fatalf("GetOrLoadMany on cluster = %d values, %v", len(m), err)
+	}
+	m, err = b.GetOrLoadMany(ctx, keys, loader)
+	if err != nil || len(m) != len(keys) || loads.Load() != int64(len(keys)) {
+		t.Errorf("second node: %d values, %v, %d loads; want every key from L2, %d loads in all", len(m), err, loads.Load(), len(keys))
+	}
+}
