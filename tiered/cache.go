@@ -200,14 +200,24 @@ func (c *Cache[V]) fill(key string, v V, size int, l2TTL time.Duration, st local
 	if !c.bus.Usable() {
 		return
 	}
-	c.l1.Fill(key, v, int64(max(size, 1)), min(c.jitter(c.opts.LocalTTL), l2TTL), st)
+	c.l1.Fill(key, v, int64(max(size, 1)), c.localTTL(l2TTL), st)
+}
+
+// localTTL is the jittered LocalTTL, capped by what L2 has left (0: no
+// expiry in L2, so no cap).
+func (c *Cache[V]) localTTL(l2TTL time.Duration) time.Duration {
+	ttl := c.jitter(c.opts.LocalTTL)
+	if l2TTL > 0 {
+		ttl = min(ttl, l2TTL)
+	}
+	return ttl
 }
 
 func (c *Cache[V]) fillNegative(key string, size int, l2TTL time.Duration, st local.Stamp) {
 	if !c.bus.Usable() {
 		return
 	}
-	c.l1.FillNegative(key, int64(max(size, 1)), min(c.jitter(c.opts.LocalTTL), l2TTL), st)
+	c.l1.FillNegative(key, int64(max(size, 1)), c.localTTL(l2TTL), st)
 }
 
 // jitter shortens d by a random fraction of up to 10%, so that keys filled

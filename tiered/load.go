@@ -149,12 +149,18 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 	for len(pending) > 0 {
 		keys := pick(j.keys, pending)
 		leases, err := c.l2.GetOrLeaseMany(ctx, keys, c.opts.LeaseTTL)
-		if err != nil {
+		switch {
+		case leases == nil: // bad input or no answer at all: Redis failed
 			c.l2Failed("lease", err)
 			c.loadUnfilled(ctx, j, pending)
 			return
+		case isDecodeError(err):
+			c.st.decodeErrors.Add(1) // the key is garbled below
+		case err != nil:
+			c.l2Failed("lease", err)
+		default:
+			c.fails.success(c.opts.Logger, c.opts.Namespace)
 		}
-		c.fails.success(c.opts.Logger, c.opts.Namespace)
 		var granted, held, garbled []int
 		var tokens [][]byte
 		for n, i := range pending {
@@ -172,13 +178,16 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 				c.st.leasesGranted.Add(1)
 				granted = append(granted, i)
 				tokens = append(tokens, l.Token)
-			default:
+			case remote.LeaseHeld:
 				held = append(held, i)
+			default:
+				garbled = append(garbled, i)
 			}
 		}
 		if len(garbled) > 0 {
-			// The key holds bytes we cannot decode, so no lease can be
-			// taken on it: load, and leave L2 to its TTL or the next Set.
+			// The key holds bytes we cannot decode (so no lease can be
+			// taken on it), or its command failed: load without filling,
+			// and leave L2 to its TTL or the next Set.
 			c.loadUnfilled(ctx, j, garbled)
 		}
 		if len(granted) > 0 {

@@ -1,0 +1,347 @@
+package remote
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The lease scripts touch only KEYS[1], so Redis Cluster routes each to the
+// node of its key. A lease marker is a 29-byte envelope: the header, whose
+// first three bytes are magic, version and KindLease ("\193\001\003" in Lua),
+// then the 16-byte token.
+var (
+	// leaseScript returns the stored envelope if there is one; otherwise it
+	// stores the lease marker ARGV[1] for ARGV[2] milliseconds and returns 1.
+	leaseScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`)
+
+	// fillScript replaces our lease marker (token ARGV[1]) with ARGV[2],
+	// expiring after ARGV[3] milliseconds (0: never), and returns 1; it
+	// returns 0 when the key holds anything else. STRLEN first keeps a large
+	// value that replaced the lease from being copied into Lua.
+	fillScript = redis.NewScript(`
+if redis.call('STRLEN', KEYS[1]) ~= 13 + #ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if string.sub(v, 1, 3) ~= '\193\001\003' or string.sub(v, 14) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1`)
+
+	// releaseScript deletes the key if it holds our lease marker (token
+	// ARGV[1]) and returns 1, else 0.
+	releaseScript = redis.NewScript(`
+if redis.call('STRLEN', KEYS[1]) ~= 13 + #ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if string.sub(v, 1, 3) ~= '\193\001\003' or string.sub(v, 14) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1`)
+)
+
+// LeaseState is the outcome of [Store.GetOrLease] for one key.
+type LeaseState uint8
+
+// Lease states.
+const (
+	LeaseHit     LeaseState = iota + 1 // the key holds a value or a negative entry, in Lease.Item
+	LeaseGranted                       // the key was missing and now holds our lease, Lease.Token
+	LeaseHeld                          // another caller holds the lease
+)
+
+// String returns "hit", "granted", "held", or "LeaseState(n)".
+func (l LeaseState) String() string {
+	switch l {
+	case LeaseHit:
+		return "hit"
+	case LeaseGranted:
+		return "granted"
+	case LeaseHeld:
+		return "held"
+	}
+	return "LeaseState(" + strconv.Itoa(int(l)) + ")"
+}
+
+// Lease is the result of [Store.GetOrLease]: Item is set for LeaseHit and
+// Token for LeaseGranted.
+type Lease struct {
+	State LeaseState
+	Item  Item
+	Token []byte // 16 random bytes that Fill and Release present
+}
+
+// GetOrLease reads key and, if it is missing, takes a lease on it, in one
+// round trip. A value or negative entry is LeaseHit; another caller's lease
+// is LeaseHeld; a missing key gets a new lease marker that Redis expires
+// after leaseTTL, and LeaseGranted with its token. The holder then calls
+// [Store.Fill] or, if it has nothing to fill, [Store.Release].
+//
+// An entry whose header expiry has passed by our clock, while Redis still
+// keeps it (clock skew between writer and reader), is LeaseHeld: it cannot
+// be leased until Redis drops it. Bytes that do not decode return a zero
+// Lease and a *[DecodeError], counted in [Stats]; the caller should load
+// without filling.
+func (s *Store) GetOrLease(ctx context.Context, key string, leaseTTL time.Duration) (Lease, error) {
+	if err := s.checkLease(key, leaseTTL); err != nil {
+		return Lease{}, err
+	}
+	marker, token := newLeaseMarker(leaseTTL)
+	res, now, err := s.evalOne(ctx, opLease, leaseScript, s.prefix+key, marker, millis(leaseTTL))
+	if err != nil {
+		return Lease{}, fmt.Errorf("remote lease %q: %w", shortKey(key), err)
+	}
+	return s.leaseResult(key, res, token, now)
+}
+
+// GetOrLeaseMany does what [Store.GetOrLease] does for each key, in one
+// round trip: one pipeline, which go-redis splits by node on Redis Cluster.
+// The result is aligned with keys. An entry that did not decode or whose
+// command failed has the zero Lease; err is then the first such error.
+func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, leaseTTL time.Duration) ([]Lease, error) {
+	for _, k := range keys {
+		if err := s.checkLease(k, leaseTTL); err != nil {
+			return nil, err
+		}
+	}
+	leases := make([]Lease, len(keys))
+	if len(keys) == 0 {
+		return leases, nil
+	}
+	calls := make([]scriptCall, len(keys))
+	tokens := make([][]byte, len(keys))
+	ms := millis(leaseTTL)
+	for i, k := range keys {
+		var marker []byte
+		marker, tokens[i] = newLeaseMarker(leaseTTL)
+		calls[i] = scriptCall{key: s.prefix + k, args: []any{marker, ms}}
+	}
+	cmds, now := s.evalMany(ctx, opLease, leaseScript, calls)
+	var firstErr error
+	for i, c := range cmds {
+		res, err := c.Result()
+		if err == nil {
+			leases[i], err = s.leaseResult(keys[i], res, tokens[i], now)
+		}
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("remote lease %q: %w", shortKey(keys[i]), err)
+		}
+	}
+	return leases, firstErr
+}
+
+// leaseResult turns the lease script's reply into a Lease.
+func (s *Store) leaseResult(key string, res any, token []byte, now time.Time) (Lease, error) {
+	switch v := res.(type) {
+	case int64:
+		s.stats.leasesGranted.Add(1)
+		s.stats.bytesWritten.Add(headerLen + tokenLen)
+		return Lease{State: LeaseGranted, Token: token}, nil
+	case string:
+		it, r, err := s.read(key, stringBytes(v), now)
+		switch r {
+		case readEntry:
+			return Lease{State: LeaseHit, Item: it}, nil
+		case readBad:
+			return Lease{}, err
+		}
+		s.stats.leasesHeld.Add(1)
+		return Lease{State: LeaseHeld}, nil
+	}
+	return Lease{}, fmt.Errorf("unexpected lease script reply %T", res)
+}
+
+// Fill stores data (from [Store.Encode] or [Store.EncodeNegative]) under
+// key, expiring after ttl (0: never), only if key still holds the lease
+// with token. It reports whether it did: false means a write, a delete or
+// the lease's expiry came first, and the caller's value may be stale, so it
+// must not be installed anywhere (counted in [Stats].FillsRefused).
+func (s *Store) Fill(ctx context.Context, key string, token, data []byte, ttl time.Duration) (bool, error) {
+	if err := s.checkFill(FillOp{Key: key, Token: token, Data: data, TTL: ttl}); err != nil {
+		return false, err
+	}
+	res, _, err := s.evalOne(ctx, opFill, fillScript, s.prefix+key, token, data, millis(ttl))
+	if err != nil {
+		return false, fmt.Errorf("remote fill %q: %w", shortKey(key), err)
+	}
+	return s.fillResult(res, len(data)), nil
+}
+
+// FillOp is one fill for [Store.FillMany].
+type FillOp struct {
+	Key         string
+	Token, Data []byte
+	TTL         time.Duration
+}
+
+// FillMany does what [Store.Fill] does for each op, in one round trip. The
+// result is aligned with ops; an op whose command failed is false, and err
+// is the first such error.
+func (s *Store) FillMany(ctx context.Context, ops []FillOp) ([]bool, error) {
+	for _, op := range ops {
+		if err := s.checkFill(op); err != nil {
+			return nil, err
+		}
+	}
+	installed := make([]bool, len(ops))
+	if len(ops) == 0 {
+		return installed, nil
+	}
+	calls := make([]scriptCall, len(ops))
+	for i, op := range ops {
+		calls[i] = scriptCall{key: s.prefix + op.Key, args: []any{op.Token, op.Data, millis(op.TTL)}}
+	}
+	cmds, _ := s.evalMany(ctx, opFill, fillScript, calls)
+	var firstErr error
+	for i, c := range cmds {
+		res, err := c.Result()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("remote fill %q: %w", shortKey(ops[i].Key), err)
+			}
+			continue
+		}
+		installed[i] = s.fillResult(res, len(ops[i].Data))
+	}
+	return installed, firstErr
+}
+
+func (s *Store) fillResult(res any, size int) bool {
+	if n, _ := res.(int64); n == 1 {
+		s.stats.bytesWritten.Add(uint64(size))
+		return true
+	}
+	s.stats.fillsRefused.Add(1)
+	return false
+}
+
+// Release deletes key only if it still holds the lease with token, so
+// waiters need not wait for the lease to expire. The holder calls it when
+// its load failed or was abandoned, usually with a context detached from
+// the one that was cancelled (context.WithoutCancel). A lease that is
+// already gone is not an error.
+func (s *Store) Release(ctx context.Context, key string, token []byte) error {
+	if err := s.CheckKey(key); err != nil {
+		return err
+	}
+	if _, _, err := s.evalOne(ctx, opRelease, releaseScript, s.prefix+key, token); err != nil {
+		return fmt.Errorf("remote release %q: %w", shortKey(key), err)
+	}
+	return nil
+}
+
+func (s *Store) checkLease(key string, leaseTTL time.Duration) error {
+	if err := s.CheckKey(key); err != nil {
+		return err
+	}
+	if leaseTTL <= 0 {
+		return fmt.Errorf("remote lease %q: leaseTTL must be positive, got %v", shortKey(key), leaseTTL)
+	}
+	return nil
+}
+
+func (s *Store) checkFill(op FillOp) error {
+	if err := s.CheckKey(op.Key); err != nil {
+		return err
+	}
+	switch {
+	case len(op.Data) > s.opts.MaxValueSize:
+		return &ValueSizeError{Key: shortKey(op.Key), Size: len(op.Data), Limit: s.opts.MaxValueSize}
+	case len(op.Data) == 0:
+		return fmt.Errorf("remote fill %q: empty data; use Encode or EncodeNegative", shortKey(op.Key))
+	case op.TTL < 0:
+		return fmt.Errorf("remote fill %q: negative TTL %v", shortKey(op.Key), op.TTL)
+	}
+	return nil
+}
+
+// newLeaseMarker returns a lease envelope expiring after ttl and its token,
+// which aliases the envelope's payload.
+func newLeaseMarker(ttl time.Duration) (marker, token []byte) {
+	marker = make([]byte, headerLen+tokenLen)
+	putHeader(marker, KindLease, codecNone, 0, expiryAt(time.Now(), ttl))
+	token = marker[headerLen:]
+	_, _ = rand.Read(token) // never fails (crypto/rand, Go 1.24+)
+	return marker, token
+}
+
+// scriptCall is one script invocation for evalMany.
+type scriptCall struct {
+	key  string
+	args []any
+}
+
+// evalOne runs script on key with EVALSHA, and with EVAL when the server
+// has lost the script (NOSCRIPT, after a restart or SCRIPT FLUSH); EVAL
+// loads it again. It returns the reply and the time the reply arrived.
+func (s *Store) evalOne(ctx context.Context, o op, script *redis.Script, key string, args ...any) (any, time.Time, error) {
+	keys := []string{key}
+	rctx, cancel, start := s.begin(ctx)
+	res, err := script.EvalSha(rctx, s.rdb, keys, args...).Result()
+	cancel()
+	now := s.end(o, start, err)
+	if !isNoScript(err) {
+		return res, now, err
+	}
+	rctx, cancel, start = s.begin(ctx)
+	res, err = script.Eval(rctx, s.rdb, keys, args...).Result()
+	cancel()
+	now = s.end(o, start, err)
+	return res, now, err
+}
+
+// evalMany runs script once per call in one pipeline of EVALSHA, then, only
+// if some got NOSCRIPT, runs those again with EVAL in a second pipeline.
+// NOSCRIPT means the script did not run, so the retry is safe. The caller
+// reads each command's error; the pipeline's own error is the first of them.
+func (s *Store) evalMany(ctx context.Context, o op, script *redis.Script, calls []scriptCall) ([]*redis.Cmd, time.Time) {
+	cmds := make([]*redis.Cmd, len(calls))
+	now := s.pipeline(ctx, o, func(rctx context.Context, pipe redis.Pipeliner) {
+		for i, c := range calls {
+			cmds[i] = script.EvalSha(rctx, pipe, []string{c.key}, c.args...)
+		}
+	})
+	var retry []int
+	for i, c := range cmds {
+		if isNoScript(c.Err()) {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) == 0 {
+		return cmds, now
+	}
+	now = s.pipeline(ctx, o, func(rctx context.Context, pipe redis.Pipeliner) {
+		for _, i := range retry {
+			cmds[i] = script.Eval(rctx, pipe, []string{calls[i].key}, calls[i].args...)
+		}
+	})
+	return cmds, now
+}
+
+// pipeline runs the commands that add queues in one round trip and returns
+// the time the replies arrived.
+func (s *Store) pipeline(ctx context.Context, o op, add func(context.Context, redis.Pipeliner)) time.Time {
+	pipe := s.rdb.Pipeline()
+	rctx, cancel, start := s.begin(ctx)
+	add(rctx, pipe)
+	cmds, _ := pipe.Exec(rctx)
+	cancel()
+	// Exec returns the first command's error, which may be a NOSCRIPT that
+	// evalMany handles; a failed round trip is any other error.
+	var err error
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && e != redis.Nil && !isNoScript(e) {
+			err = e
+			break
+		}
+	}
+	return s.end(o, start, err)
+}

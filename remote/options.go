@@ -1,0 +1,107 @@
+package remote
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Options configures a [Store]. The zero value of every field but Redis and
+// Namespace means its default. [New] takes Options by value and keeps its own
+// copy.
+type Options struct {
+	// Redis is the client the Store sends every command through: a
+	// *redis.Client (standalone or Sentinel), a *redis.ClusterClient, or any
+	// other redis.UniversalClient. The Store never closes it. Required.
+	Redis redis.UniversalClient
+
+	// Namespace prefixes every key: key k is stored as "Namespace:k". It must
+	// be non-empty and contain no ':', '{' or '}' (see the package doc).
+	// Required.
+	Namespace string
+
+	// Codec marshals values. Readers and writers of one namespace must use the
+	// same codec; an envelope written by another codec reads as a miss with a
+	// *DecodeError. Default: JSON{}.
+	Codec Codec
+
+	// Timeout bounds each round trip to Redis through its context. go-redis
+	// applies a context deadline to socket reads and writes only when the
+	// client was created with ContextTimeoutEnabled; otherwise its
+	// ReadTimeout and WriteTimeout bound the wait for a reply. Default: 1s.
+	Timeout time.Duration
+
+	// MaxKeySize is the largest key, in bytes, before the namespace prefix.
+	// Default: 1024.
+	MaxKeySize int
+
+	// MaxValueSize is the largest envelope, in bytes. It bounds the value
+	// before compression too, so a reader never inflates more than this many
+	// bytes; readers with a smaller limit than the writer see a *DecodeError.
+	// Default: 1048576 (1 MiB).
+	MaxValueSize int
+
+	// CompressThreshold is the encoded size, in bytes, from which values are
+	// compressed with S2; a value that does not shrink is stored as is.
+	// Below 1 KiB, S2 saves a few hundred bytes at most (BenchmarkCompression
+	// measures it). Default: 1024 (1 KiB).
+	CompressThreshold int
+
+	// DisableCompression stores every value uncompressed. Readers still
+	// decompress values that other writers compressed.
+	DisableCompression bool
+}
+
+// Defaults of the Options fields.
+const (
+	defaultTimeout           = time.Second
+	defaultMaxKeySize        = 1024
+	defaultMaxValueSize      = 1 << 20
+	defaultCompressThreshold = 1 << 10
+)
+
+func (o Options) withDefaults() Options {
+	if o.Codec == nil {
+		o.Codec = JSON{}
+	}
+	if o.Timeout == 0 {
+		o.Timeout = defaultTimeout
+	}
+	if o.MaxKeySize == 0 {
+		o.MaxKeySize = defaultMaxKeySize
+	}
+	if o.MaxValueSize == 0 {
+		o.MaxValueSize = defaultMaxValueSize
+	}
+	if o.CompressThreshold == 0 {
+		o.CompressThreshold = defaultCompressThreshold
+	}
+	return o
+}
+
+// validate checks Options after withDefaults.
+func (o Options) validate() error {
+	switch {
+	case o.Redis == nil:
+		return errors.New("remote: Options.Redis is required")
+	case o.Namespace == "":
+		return errors.New("remote: Options.Namespace is required")
+	case strings.ContainsAny(o.Namespace, ":{}"):
+		return fmt.Errorf("remote: Options.Namespace %q must not contain ':', '{' or '}'", o.Namespace)
+	case o.Timeout < 0:
+		return fmt.Errorf("remote: Options.Timeout is negative: %v", o.Timeout)
+	case o.MaxKeySize < 0:
+		return fmt.Errorf("remote: Options.MaxKeySize is negative: %d", o.MaxKeySize)
+	case o.MaxValueSize <= headerLen+tokenLen:
+		return fmt.Errorf("remote: Options.MaxValueSize must be over %d: %d", headerLen+tokenLen, o.MaxValueSize)
+	case o.CompressThreshold < 0:
+		return fmt.Errorf("remote: Options.CompressThreshold is negative: %d", o.CompressThreshold)
+	}
+	if id := o.Codec.ID(); id != codecJSON && id != codecMsgpack && id < codecUserMin {
+		return fmt.Errorf("remote: Options.Codec ID %d is reserved; user codecs use %d..255", id, codecUserMin)
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/histogram"
+)
+
+// Stats counts a [Store]'s traffic since [New]. Every field only grows.
+type Stats struct {
+	RoundTrips   uint64 // requests sent to Redis, a pipeline or MULTI/EXEC counting once
+	Errors       uint64 // round trips that failed (timeouts included); a miss is not an error
+	Timeouts     uint64 // round trips that failed by deadline or network timeout
+	DecodeErrors uint64 // stored bytes that did not decode: garbage, unknown header, wrong codec, corrupt payload
+	BytesRead    uint64 // bytes of envelopes read
+	BytesWritten uint64 // bytes of envelopes and messages written
+
+	LeasesGranted uint64 // GetOrLease calls that got the lease
+	LeasesHeld    uint64 // GetOrLease calls that found another caller's lease
+	FillsRefused  uint64 // Fill calls that found the lease gone (written, deleted or expired)
+}
+
+// op names one kind of Store call for the latency histograms.
+type op uint8
+
+const (
+	opGet op = iota
+	opGetMany
+	opWrite
+	opLease
+	opFill
+	opRelease
+	numOps
+)
+
+// opNames are the keys of [Store.Latency].
+var opNames = [numOps]string{"get", "get_many", "write", "lease", "fill", "release"}
+
+// counters are the atomics behind Stats.
+type counters struct {
+	roundTrips, errors, timeouts, decodeErrors atomic.Uint64
+	bytesRead, bytesWritten                    atomic.Uint64
+	leasesGranted, leasesHeld, fillsRefused    atomic.Uint64
+	latency                                    [numOps]histogram.Histogram
+}
+
+// Stats returns the counters. It is safe to call concurrently with anything.
+func (s *Store) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		RoundTrips:    c.roundTrips.Load(),
+		Errors:        c.errors.Load(),
+		Timeouts:      c.timeouts.Load(),
+		DecodeErrors:  c.decodeErrors.Load(),
+		BytesRead:     c.bytesRead.Load(),
+		BytesWritten:  c.bytesWritten.Load(),
+		LeasesGranted: c.leasesGranted.Load(),
+		LeasesHeld:    c.leasesHeld.Load(),
+		FillsRefused:  c.fillsRefused.Load(),
+	}
+}
+
+// Latency returns a snapshot of the round-trip latency histogram of each
+// kind of call, keyed "get", "get_many", "write", "lease", "fill" and
+// "release". GetOrLease and GetOrLeaseMany record under "lease", Fill and
+// FillMany under "fill". A call that needed a second round trip (a script
+// reloaded after NOSCRIPT) records two observations.
+func (s *Store) Latency() map[string]histogram.Snapshot {
+	m := make(map[string]histogram.Snapshot, numOps)
+	for i := range s.stats.latency {
+		m[opNames[i]] = s.stats.latency[i].Snapshot()
+	}
+	return m
+}
+
+// begin starts one round trip: it bounds ctx by Options.Timeout and reads
+// the clock for the latency histogram. A ctx that already ends sooner is
+// used as is, which saves the timer.
+func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc, time.Time) {
+	start := time.Now()
+	deadline := start.Add(s.opts.Timeout)
+	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+		return ctx, func() {}, start
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	return ctx, cancel, start
+}
+
+// end finishes one round trip begun at start, counting it and, unless err
+// is nil, a miss or NOSCRIPT, an error. It returns the time it read.
+func (s *Store) end(o op, start time.Time, err error) time.Time {
+	now := time.Now()
+	c := &s.stats
+	c.roundTrips.Add(1)
+	c.latency[o].Observe(now.Sub(start))
+	if err != nil && err != redis.Nil && !isNoScript(err) {
+		c.errors.Add(1)
+		if isTimeout(err) {
+			c.timeouts.Add(1)
+		}
+	}
+	return now
+}
+
+// isTimeout reports whether err is a deadline or a network timeout.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isNoScript reports whether err says the server has no script with the
+// digest we sent: a restart or SCRIPT FLUSH empties its script cache.
+func isNoScript(err error) bool {
+	return err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT"))
+}
