@@ -30,7 +30,7 @@ type Codec = remote.Codec
 //	LeaseTTL           10s  lifetime of a lease nobody fills
 //	LeaseWait          1s   how long a caller waits for another node's load
 //	MaxStaleness       2s   staleness bound (own Bus only)
-//	HeartbeatInterval  500ms bus heartbeat (own Bus only)
+//	HeartbeatInterval  MaxStaleness/4 (500ms) bus heartbeat (own Bus only)
 //	RedisTimeout       1s   bound on each Redis round trip
 //	MaxKeySize         1024 bytes
 //	MaxValueSize       1 MiB encoded
@@ -73,8 +73,9 @@ type Options struct {
 	// a write that replaced it returned. Used only for a cache's own bus.
 	// Default: 2s.
 	MaxStaleness time.Duration
-	// HeartbeatInterval is how often the bus proves its subscription. Used
-	// only for a cache's own bus. Default: 500ms.
+	// HeartbeatInterval is how often the bus proves its subscription; it
+	// must be under MaxStaleness/2. Used only for a cache's own bus.
+	// Default: MaxStaleness/4 (500ms).
 	HeartbeatInterval time.Duration
 	// Codec encodes values for L2. Default: remote.JSON{}.
 	Codec Codec
@@ -126,7 +127,7 @@ func (o Options) withDefaults() Options {
 		o.MaxStaleness = 2 * time.Second
 	}
 	if o.HeartbeatInterval == 0 {
-		o.HeartbeatInterval = 500 * time.Millisecond
+		o.HeartbeatInterval = o.MaxStaleness / 4
 	}
 	if o.Codec == nil {
 		o.Codec = remote.JSON{}

@@ -1,0 +1,232 @@
+package invalidation
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/histogram"
+)
+
+// ErrClosed is returned by [Bus.Register] after [Bus.Close].
+var ErrClosed = errors.New("invalidation: bus closed")
+
+// Handler receives the invalidations for one namespace; tiercache's L1 caches
+// implement it. The bus calls it synchronously from its receive loop and its
+// watchdog, one call at a time per bus, so a method must not block, must not
+// call back into the bus (Register, Registration.Close), and must not
+// retain keys after it returns.
+type Handler interface {
+	// Invalidate drops keys.
+	Invalidate(keys []string)
+	// InvalidateAll drops everything: the namespace was cleared, or the bus
+	// may have missed messages (a reconnect, a lost message, lost liveness).
+	InvalidateAll()
+}
+
+// Bus is one process's end of the invalidation channel: one subscription
+// that fans every message out to the handlers registered for its namespace,
+// a heartbeat that proves the subscription alive, and the liveness flag L1
+// caches consult before serving. Create it with [New] and stop it with
+// [Bus.Close]. It is safe for concurrent use by multiple goroutines.
+type Bus struct {
+	opts   Options
+	nodeID string    // nodeIDLen random bytes: the origin of our messages
+	start  time.Time // origin of the monotonic times below (see mono)
+
+	usable atomic.Bool   // read by Usable; written under mu
+	seq    atomic.Uint64 // last sequence number handed out
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	kick   chan struct{} // size 1: asks the watchdog to plan again; a pending kick suffices
+	ready  chan struct{} // closed when the bus is first usable
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex // guards the fields below; held while handlers run, so they run one at a time
+	closed   bool
+	ps       *redis.PubSub // the current subscription, closed by Close
+	handlers map[string][]*Registration
+	live     liveness
+	peers    peerTable
+
+	n    counters
+	lag  histogram.Histogram
+	logs [numEvents]limiter
+}
+
+// New subscribes to o.Channel, waits for the confirmation, and starts the
+// receive loop, the heartbeat and the watchdog. It then waits up to
+// o.ConfirmTimeout (or until ctx is done) to hear its own first heartbeat,
+// and returns the bus even if it has not: [Bus.Usable] turns true when it
+// does. It returns an error if o is invalid or the subscription is not
+// confirmed within o.ConfirmTimeout. The caller closes the bus.
+func New(ctx context.Context, o Options) (*Bus, error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	id := make([]byte, nodeIDLen)
+	_, _ = rand.Read(id) // never fails; see its doc
+	b := &Bus{
+		opts:     o,
+		nodeID:   string(id),
+		start:    time.Now(),
+		kick:     make(chan struct{}, 1),
+		ready:    make(chan struct{}),
+		handlers: make(map[string][]*Registration),
+	}
+	sctx, cancel := context.WithTimeout(ctx, o.ConfirmTimeout)
+	ps, err := b.subscribe(sctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("invalidation subscribe %q: %w", o.Channel, err)
+	}
+	b.ps = ps
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.wg.Add(3)
+	go b.receiveLoop(ps)
+	go b.heartbeatLoop()
+	go b.watchdog()
+
+	t := time.NewTimer(o.ConfirmTimeout)
+	defer t.Stop()
+	select {
+	case <-b.ready:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return b, nil
+}
+
+// Registration is one handler registered on a [Bus]. It is safe for
+// concurrent use by multiple goroutines.
+type Registration struct {
+	b      *Bus
+	ns     string
+	h      Handler
+	closed bool // guarded by b.mu
+}
+
+// Register adds h to the handlers of namespace. Several handlers may share a
+// namespace; each gets every message for it. It returns [ErrClosed] after
+// [Bus.Close], and an error for an empty namespace or a nil h.
+func (b *Bus) Register(namespace string, h Handler) (*Registration, error) {
+	if namespace == "" {
+		return nil, errors.New("invalidation: Register: empty namespace")
+	}
+	if h == nil {
+		return nil, errors.New("invalidation: Register: nil handler")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	r := &Registration{b: b, ns: namespace, h: h}
+	b.handlers[namespace] = append(b.handlers[namespace], r)
+	return r, nil
+}
+
+// Close unregisters the handler. After it returns the handler is never
+// called again; it waits for a call in progress. It is idempotent, and must
+// not be called from the handler itself.
+func (r *Registration) Close() {
+	b := r.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	rs := b.handlers[r.ns]
+	for i, x := range rs {
+		if x == r {
+			// Copy rather than delete in place: a shared backing array is
+			// never written after it is published.
+			rs = append(rs[:i:i], rs[i+1:]...)
+			break
+		}
+	}
+	if len(rs) == 0 {
+		delete(b.handlers, r.ns)
+	} else {
+		b.handlers[r.ns] = rs
+	}
+}
+
+// Usable reports whether L1 caches on this bus may serve: the subscription is
+// confirmed and the bus heard its own heartbeat recently enough that every
+// write completed more than MaxStaleness ago has been delivered. It is one
+// atomic load, for the L1 hit path.
+func (b *Bus) Usable() bool { return b.usable.Load() }
+
+// Message encodes an invalidation of keys in namespace from this node, with
+// its next sequence number, for the caller to publish on [Bus.Channel]. op is
+// [OpDelete] or [OpClear] (which ignores keys). Publish every message handed
+// out: peers take a sequence number that never arrives for a lost message and
+// clear their L1 after GapGrace. The bus does not apply the message to its
+// own handlers, and skips it when it comes back.
+func (b *Bus) Message(namespace string, op Op, keys []string) []byte {
+	b.n.messages.Add(1)
+	b.n.messageKeys.Add(uint64(len(keys)))
+	m := message{
+		op:        op,
+		origin:    b.nodeID,
+		seq:       b.seq.Add(1),
+		sent:      time.Now().UnixNano(),
+		namespace: namespace,
+		keys:      keys,
+	}
+	return appendMessage(nil, &m)
+}
+
+// Channel returns the pub/sub channel the bus listens on.
+func (b *Bus) Channel() string { return b.opts.Channel }
+
+// NodeID returns this bus's random node id in hex.
+func (b *Bus) NodeID() string { return hex.EncodeToString([]byte(b.nodeID)) }
+
+// DeliveryLag returns the distribution of sender send time to receipt for
+// peers' messages (which includes clock skew between nodes) and own
+// heartbeats.
+func (b *Bus) DeliveryLag() histogram.Snapshot { return b.lag.Snapshot() }
+
+// Close stops the bus: it marks it unusable, closes the subscription (which
+// unsubscribes), stops the receive loop, the heartbeat and the watchdog, and
+// waits for them to return, including a handler call in progress. Handlers
+// are not called after it returns. It does not close Options.Redis or the
+// registrations. It is idempotent and returns nil.
+//
+// A heartbeat publish in flight to an unresponsive Redis is waited for too:
+// go-redis applies a context's deadline to socket reads only when the client
+// sets ContextTimeoutEnabled, so without it the client's ReadTimeout bounds
+// that wait.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.usable.Store(false)
+	ps := b.ps
+	b.mu.Unlock()
+	// Cancel first: it aborts a dial in progress inside the PubSub, which
+	// holds the lock PubSub.Close takes.
+	b.cancel()
+	_ = ps.Close() // it fails only if the receive loop closed it already
+	b.wg.Wait()
+	return nil
+}
+
+// mono returns monotonic nanoseconds since the bus started. Liveness uses it
+// rather than wall time, which a clock step would move.
+func (b *Bus) mono() int64 { return int64(time.Since(b.start)) }

@@ -1,0 +1,199 @@
+package invalidation
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+)
+
+// Liveness. Redis delivers to a subscriber in the order the PUBLISHes
+// executed. A heartbeat sent at S and heard back therefore proves that the
+// invalidation of every write completed before S was delivered, and applied,
+// before it: the receive loop applies messages in order. So the L1 caches
+// may serve while the latest own heartbeat heard was sent less than
+// MaxStaleness ago. The receive loop sets the flag and extends the deadline
+// as heartbeats arrive; the watchdog clears the flag when the deadline
+// passes, and clears every L1 with it, since the bus may since have missed
+// invalidations it can no longer apply in time.
+
+// liveness is guarded by Bus.mu. Times are monotonic (Bus.mono).
+type liveness struct {
+	deadline int64 // the bus is unusable from this time on unless a newer heartbeat arrives
+	heard    int64 // send time of the newest own heartbeat heard; 0 if none yet
+	since    int64 // when the current bypass began; meaningful while not usable
+	bypass   int64 // total length of the finished bypasses
+	sweep    int64 // when the watchdog next forgets idle peers
+	// beats holds the monotonic send times of the heartbeats sent within the
+	// last MaxStaleness, ascending by seq; older ones could prove nothing.
+	beats []beat
+}
+
+// beat is the monotonic send time of heartbeat seq.
+type beat struct {
+	seq  uint64
+	sent int64
+}
+
+// heartbeatLoop publishes a heartbeat at once (so New can return quickly),
+// then every HeartbeatInterval, until Close.
+func (b *Bus) heartbeatLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.opts.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		b.beat()
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (b *Bus) beat() {
+	now := time.Now()
+	m := message{op: opHeartbeat, origin: b.nodeID, seq: b.seq.Add(1), sent: now.UnixNano()}
+	sent := int64(now.Sub(b.start))
+	b.mu.Lock()
+	i := 0
+	for i < len(b.live.beats) && b.live.beats[i].sent <= sent-int64(b.opts.MaxStaleness) {
+		i++
+	}
+	b.live.beats = append(slices.Delete(b.live.beats, 0, i), beat{seq: m.seq, sent: sent})
+	b.mu.Unlock()
+	// A publish slower than one interval is as good as lost; the next
+	// heartbeat is due. go-redis honours this deadline only on clients with
+	// ContextTimeoutEnabled; others wait up to their ReadTimeout.
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.HeartbeatInterval)
+	defer cancel()
+	if err := b.opts.Redis.Publish(ctx, b.opts.Channel, appendMessage(nil, &m)).Err(); err != nil {
+		if b.ctx.Err() == nil {
+			b.n.heartbeatErrors.Add(1)
+		}
+		return
+	}
+	b.n.heartbeatsSent.Add(1)
+}
+
+// heardLocked records that own heartbeat seq arrived at now.
+func (b *Bus) heardLocked(seq uint64, now int64) event {
+	i, ok := slices.BinarySearchFunc(b.live.beats, seq, func(x beat, seq uint64) int { return cmp.Compare(x.seq, seq) })
+	if !ok {
+		return event{} // sent too long ago to prove anything
+	}
+	bt := b.live.beats[i]
+	b.live.heard = max(b.live.heard, bt.sent)
+	deadline := bt.sent + int64(b.opts.MaxStaleness-b.opts.margin())
+	if deadline <= now {
+		return event{} // too late to prove anything
+	}
+	b.live.deadline = max(b.live.deadline, deadline)
+	if b.usable.Load() {
+		return event{}
+	}
+	b.usable.Store(true)
+	d := now - b.live.since
+	b.live.bypass += d
+	select {
+	case <-b.ready:
+	default:
+		close(b.ready)
+	}
+	b.wake() // the watchdog may be idle, with no deadline to watch
+	return event{kind: eventBypassLeft, args: []any{"after", time.Duration(d)}}
+}
+
+// bypassLocked makes the bus unusable at now until a new heartbeat arrives.
+// It reports whether the bus was usable.
+func (b *Bus) bypassLocked(now int64) bool {
+	b.live.deadline = 0
+	if !b.usable.Load() {
+		return false
+	}
+	b.usable.Store(false)
+	b.live.since = now
+	return true
+}
+
+// lost records a failed subscription read. The bus stops serving L1 at once;
+// the clear comes with the new subscription.
+func (b *Bus) lost(err error) {
+	b.mu.Lock()
+	b.bypassLocked(b.mono())
+	b.mu.Unlock()
+	b.log(event{kind: eventLost, args: []any{"err", err}})
+}
+
+// reconnected handles a new subscription: everything published since the
+// old one broke is lost, so every L1 is cleared, and the bus stays unusable
+// until it hears a heartbeat over the new subscription.
+func (b *Bus) reconnected() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.n.reconnects.Add(1)
+	b.bypassLocked(b.mono())
+	b.peers.reset()
+	b.clearAllLocked(&b.n.clearsReconnect)
+	b.mu.Unlock()
+	b.log(event{kind: eventReconnect})
+}
+
+// watchdog wakes when the liveness deadline passes, a peer's gap expires or
+// idle peers are due to be forgotten, and handles each.
+func (b *Bus) watchdog() {
+	defer b.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.kick:
+		case <-t.C:
+		}
+		b.mu.Lock()
+		now := b.mono()
+		evs, next := b.checkLocked(now)
+		b.mu.Unlock()
+		for _, ev := range evs {
+			b.log(ev)
+		}
+		t.Reset(time.Duration(next - now))
+	}
+}
+
+// checkLocked handles what is due at now and returns when to check next.
+func (b *Bus) checkLocked(now int64) (evs []event, next int64) {
+	if b.closed {
+		return nil, now + int64(time.Hour)
+	}
+	if b.usable.Load() && now >= b.live.deadline {
+		b.bypassLocked(now)
+		b.clearAllLocked(&b.n.clearsStale)
+		age := time.Duration(now - b.live.heard)
+		evs = append(evs, event{kind: eventBypassEntered, args: []any{"heartbeat_age", age}})
+	}
+	grace := int64(b.opts.GapGrace)
+	if n := b.peers.expire(now, grace); n > 0 {
+		b.n.sequenceGaps.Add(uint64(n))
+		b.clearAllLocked(&b.n.clearsGap)
+		evs = append(evs, event{kind: eventGap, args: []any{"peers", n}})
+	}
+	idle := 10 * int64(b.opts.MaxStaleness)
+	if now >= b.live.sweep {
+		b.peers.sweep(now - idle)
+		b.live.sweep = now + idle
+	}
+	next = b.live.sweep
+	if b.usable.Load() {
+		next = min(next, b.live.deadline)
+	}
+	if at, ok := b.peers.oldestGap(); ok {
+		next = min(next, at+grace)
+	}
+	return evs, next
+}

@@ -1,0 +1,189 @@
+package invalidation
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// Op is what an invalidation message asks every other node to do.
+type Op uint8
+
+const (
+	// OpDelete drops the message's keys from every L1 registered for its
+	// namespace.
+	OpDelete Op = 1
+	// OpClear drops everything from every L1 registered for its namespace.
+	OpClear Op = 2
+	// opHeartbeat carries no namespace or keys. Hearing our own proves the
+	// publish-to-subscribe path works; a peer's advances its sequence.
+	opHeartbeat Op = 3
+)
+
+// Wire format, all integers unsigned:
+//
+//	magic       1 byte   0xB7: tells our messages from other traffic on the channel
+//	version     1 byte   1
+//	op          1 byte   OpDelete, OpClear or opHeartbeat
+//	origin     16 bytes  the sender's node id
+//	seq        uvarint   the sender's sequence number, from 1, shared by all its messages
+//	sent        8 bytes  the sender's clock at encoding, unix nanoseconds, big endian
+//	namespace  uvarint length, then bytes
+//	key count  uvarint
+//	keys       each a uvarint length, then bytes
+//
+// Nothing may follow the last key.
+const (
+	magic     = 0xB7
+	version   = 1
+	nodeIDLen = 16
+	headerLen = 3 + nodeIDLen
+)
+
+var (
+	// errForeign marks bytes that are not ours: another magic or version.
+	errForeign = errors.New("invalidation: foreign message")
+	// errMalformed marks bytes that claim to be ours but do not parse.
+	errMalformed = errors.New("invalidation: malformed message")
+)
+
+// message is one decoded invalidation or heartbeat. Decoded strings are
+// substrings of the payload, so decoding copies no bytes.
+type message struct {
+	op        Op
+	origin    string // nodeIDLen raw bytes
+	seq       uint64
+	sent      int64 // unix nanoseconds by the sender's clock
+	namespace string
+	keys      []string
+}
+
+// appendMessage appends the encoding of m to dst. m.origin must be
+// nodeIDLen bytes long.
+func appendMessage(dst []byte, m *message) []byte {
+	n := headerLen + binary.MaxVarintLen64 + 8 + uvarintLen(uint64(len(m.namespace))) +
+		len(m.namespace) + uvarintLen(uint64(len(m.keys)))
+	for _, k := range m.keys {
+		n += uvarintLen(uint64(len(k))) + len(k)
+	}
+	if dst == nil {
+		dst = make([]byte, 0, n)
+	}
+	dst = append(dst, magic, version, byte(m.op))
+	dst = append(dst, m.origin...)
+	dst = binary.AppendUvarint(dst, m.seq)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.sent))
+	dst = appendString(dst, m.namespace)
+	dst = binary.AppendUvarint(dst, uint64(len(m.keys)))
+	for _, k := range m.keys {
+		dst = appendString(dst, k)
+	}
+	return dst
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// decodeMessage parses p, appending its keys to keys[:0] so the caller can
+// reuse one slice across messages. It returns errForeign or errMalformed, and
+// never panics, whatever p holds.
+func decodeMessage(p string, keys []string) (message, error) {
+	if len(p) == 0 || p[0] != magic {
+		return message{}, errForeign
+	}
+	if len(p) < 2 {
+		return message{}, errMalformed
+	}
+	if p[1] != version {
+		return message{}, errForeign
+	}
+	if len(p) < headerLen {
+		return message{}, errMalformed
+	}
+	m := message{op: Op(p[2]), origin: p[3:headerLen]}
+	if m.op < OpDelete || m.op > opHeartbeat {
+		return message{}, errMalformed
+	}
+	r := reader{s: p[headerLen:]}
+	m.seq = r.uvarint()
+	m.sent = int64(r.uint64())
+	m.namespace = r.string()
+	n := r.uvarint()
+	// Every key takes at least its one-byte length, so a count above the
+	// bytes left is a lie; checking first bounds the loop and the slice.
+	if r.bad || n > uint64(len(r.s)) {
+		return message{}, errMalformed
+	}
+	keys = keys[:0]
+	for range n {
+		keys = append(keys, r.string())
+	}
+	if r.bad || len(r.s) != 0 {
+		return message{}, errMalformed
+	}
+	m.keys = keys
+	return m, nil
+}
+
+// reader consumes a string front to back. After the first error, bad is set
+// and every further read returns a zero value.
+type reader struct {
+	s   string
+	bad bool
+}
+
+func (r *reader) uvarint() uint64 {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(r.s) && i < binary.MaxVarintLen64; i++ {
+		c := r.s[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				break // overflows 64 bits
+			}
+			r.s = r.s[i+1:]
+			return x | uint64(c)<<shift
+		}
+		x |= uint64(c&0x7f) << shift
+		shift += 7
+	}
+	r.bad = true
+	r.s = ""
+	return 0
+}
+
+func (r *reader) uint64() uint64 {
+	if len(r.s) < 8 {
+		r.bad = true
+		r.s = ""
+		return 0
+	}
+	x := uint64(0)
+	for i := range 8 {
+		x = x<<8 | uint64(r.s[i])
+	}
+	r.s = r.s[8:]
+	return x
+}
+
+func (r *reader) string() string {
+	n := r.uvarint()
+	if n > uint64(len(r.s)) {
+		r.bad = true
+		r.s = ""
+		return ""
+	}
+	v := r.s[:n]
+	r.s = r.s[n:]
+	return v
+}

@@ -1,0 +1,139 @@
+package invalidation
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var testOrigin = strings.Repeat("\x01", nodeIDLen)
+
+func TestMessageRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		give message
+	}{
+		{name: "delete one", give: message{op: OpDelete, seq: 1, sent: 1, namespace: "ns", keys: []string{"k"}}},
+		{name: "delete many", give: message{op: OpDelete, seq: 300, sent: 1e18, namespace: "products", keys: []string{"a", "", "ccc", strings.Repeat("x", 200)}}},
+		{name: "clear", give: message{op: OpClear, seq: math.MaxUint64, sent: -5, namespace: "ns"}},
+		{name: "heartbeat", give: message{op: opHeartbeat, seq: 7, sent: math.MaxInt64}},
+		{name: "binary namespace and key", give: message{op: OpDelete, seq: 1 << 35, namespace: "\x00\xff", keys: []string{"\xb7\x01"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.give.origin = testOrigin
+			p := appendMessage(nil, &tt.give)
+			got, err := decodeMessage(string(p), nil)
+			if err != nil {
+				t.Fatalf("decodeMessage(appendMessage(%+v)) error = %v", tt.give, err)
+			}
+			if len(got.keys) == 0 {
+				got.keys = nil // decode returns an empty slice for no keys
+			}
+			if !reflect.DeepEqual(got, tt.give) {
+				t.Errorf("decodeMessage(appendMessage(m)) = %+v, want %+v", got, tt.give)
+			}
+		})
+	}
+}
+
+func TestBusMessageDecodes(t *testing.T) {
+	b := &Bus{nodeID: testOrigin}
+	p1 := b.Message("ns", OpDelete, []string{"a", "b"})
+	p2 := b.Message("ns", OpClear, nil)
+	m1, err1 := decodeMessage(string(p1), nil)
+	m2, err2 := decodeMessage(string(p2), nil)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("decode errors: %v, %v", err1, err2)
+	}
+	if m1.seq != 1 || m2.seq != 2 || m1.origin != testOrigin || m1.op != OpDelete || m2.op != OpClear {
+		t.Errorf("messages = %+v, %+v, want seq 1 and 2 from testOrigin", m1, m2)
+	}
+	if s := b.Stats(); s.Messages != 2 || s.MessageKeys != 2 {
+		t.Errorf("Stats() Messages, MessageKeys = %d, %d, want 2, 2", s.Messages, s.MessageKeys)
+	}
+}
+
+func TestDecodeMessageErrors(t *testing.T) {
+	valid := appendMessage(nil, &message{op: OpDelete, origin: testOrigin, seq: 9, sent: 1, namespace: "ns", keys: []string{"k1", "k2"}})
+	with := func(i int, c byte) string {
+		p := bytes.Clone(valid)
+		p[i] = c
+		return string(p)
+	}
+	tests := []struct {
+		name string
+		give string
+		want error
+	}{
+		{name: "empty", give: "", want: errForeign},
+		{name: "text", give: "hello", want: errForeign},
+		{name: "magic only", give: "\xb7", want: errMalformed},
+		{name: "other version", give: with(1, 2), want: errForeign},
+		{name: "short header", give: string(valid[:headerLen-1]), want: errMalformed},
+		{name: "op zero", give: with(2, 0), want: errMalformed},
+		{name: "op unknown", give: with(2, 4), want: errMalformed},
+		{name: "no seq", give: string(valid[:headerLen]), want: errMalformed},
+		{name: "truncated", give: string(valid[:len(valid)-1]), want: errMalformed},
+		{name: "trailing byte", give: string(valid) + "x", want: errMalformed},
+		{name: "seq overflow", give: string(valid[:headerLen]) + strings.Repeat("\xff", 10) + "\x01", want: errMalformed},
+		{name: "huge key count", give: string(valid[:headerLen]) + "\x01" + strings.Repeat("\x00", 8) + "\x00" + "\xff\xff\xff\xff\x0f", want: errMalformed},
+		{name: "key longer than rest", give: string(valid[:headerLen]) + "\x01" + strings.Repeat("\x00", 8) + "\x00" + "\x01\x05ab", want: errMalformed},
+		{name: "namespace longer than rest", give: string(valid[:headerLen]) + "\x01" + strings.Repeat("\x00", 8) + "\x09ns", want: errMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := decodeMessage(tt.give, nil); !errors.Is(err, tt.want) {
+				t.Errorf("decodeMessage(%q) error = %v, want %v", tt.give, err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	for _, m := range []message{
+		{op: OpDelete, seq: 1, sent: 1, namespace: "ns", keys: []string{"k"}},
+		{op: OpDelete, seq: 1 << 40, sent: 123456789, namespace: "products", keys: []string{"1", "22", "333"}},
+		{op: OpClear, seq: 2, namespace: "ns"},
+		{op: opHeartbeat, seq: 3, sent: 99},
+	} {
+		m.origin = testOrigin
+		p := appendMessage(nil, &m)
+		f.Add(p)
+		f.Add(p[:len(p)/2])
+	}
+	f.Add([]byte{})
+	f.Add([]byte("hello"))
+	f.Add([]byte{magic, version, byte(OpDelete)})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		m, err := decodeMessage(string(p), nil)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must encode and decode again to the same message.
+		again, err := decodeMessage(string(appendMessage(nil, &m)), nil)
+		if err != nil {
+			t.Fatalf("re-decoding %+v: %v", m, err)
+		}
+		if !reflect.DeepEqual(again, m) {
+			t.Fatalf("re-decoded %+v, want %+v", again, m)
+		}
+	})
+}
+
+func TestDecodeMessageAllocs(t *testing.T) {
+	p := string(appendMessage(nil, &message{op: OpDelete, origin: testOrigin, seq: 1, namespace: "ns", keys: []string{"a", "b", "c"}}))
+	keys := make([]string, 0, 8)
+	allocs := testing.AllocsPerRun(100, func() {
+		m, err := decodeMessage(p, keys)
+		if err != nil || len(m.keys) != 3 {
+			t.Fatalf("decodeMessage = %+v, %v", m, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("decodeMessage with a reused key slice allocates %v times, want 0", allocs)
+	}
+}

@@ -1,0 +1,186 @@
+package invalidation
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// subscribe makes a subscription and reads its confirmation.
+func (b *Bus) subscribe(ctx context.Context) (*redis.PubSub, error) {
+	ps := b.opts.Redis.Subscribe(ctx, b.opts.Channel)
+	for {
+		// Subscribe ignores errors; the first Receive reports them.
+		msg, err := ps.ReceiveTimeout(ctx, b.opts.ConfirmTimeout)
+		if err != nil {
+			_ = ps.Close()
+			return nil, err
+		}
+		if s, ok := msg.(*redis.Subscription); ok && s.Kind == "subscribe" {
+			return ps, nil
+		}
+	}
+}
+
+// receiveLoop reads the subscription until Close. It reads with Receive
+// rather than ChannelWithSubscriptions, whose goroutine drops a message after
+// its buffer has been full for a minute and cannot be stopped apart from the
+// PubSub. Each read waits at most MaxStaleness: our own heartbeats arrive
+// far more often, so a silent connection is broken (a half-open TCP
+// connection would otherwise block forever), and any error makes a new
+// subscription here.
+func (b *Bus) receiveLoop(ps *redis.PubSub) {
+	defer b.wg.Done()
+	var keys []string // reused across messages; handlers do not retain keys
+	for {
+		msg, err := ps.ReceiveTimeout(b.ctx, b.opts.MaxStaleness)
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return
+			}
+			b.lost(err)
+			_ = ps.Close()
+			if ps = b.resubscribe(); ps == nil {
+				return
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Message:
+			keys = b.receive(m.Payload, keys)
+		case *redis.Subscription:
+			// go-redis reconnects by itself on some failures and says so
+			// only with a new confirmation; what was published meanwhile is
+			// lost. New consumed the first confirmation.
+			if m.Kind == "subscribe" {
+				b.reconnected()
+			}
+		}
+	}
+}
+
+// resubscribe makes a new subscription, retrying with backoff until it
+// succeeds or the bus closes (then it returns nil).
+func (b *Bus) resubscribe() *redis.PubSub {
+	const minBackoff = 10 * time.Millisecond
+	backoff := minBackoff
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		ps, err := b.subscribe(b.ctx)
+		if err == nil {
+			b.mu.Lock()
+			if b.closed {
+				b.mu.Unlock()
+				_ = ps.Close()
+				return nil
+			}
+			b.ps = ps
+			b.mu.Unlock()
+			b.reconnected()
+			return ps
+		}
+		if b.ctx.Err() != nil {
+			return nil
+		}
+		b.n.subscribeErrors.Add(1)
+		t.Reset(backoff)
+		select {
+		case <-b.ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		// Cap the wait at one heartbeat interval, so the bus heals within
+		// about one interval of Redis coming back.
+		backoff = min(2*backoff, max(b.opts.HeartbeatInterval, minBackoff))
+	}
+}
+
+// receive decodes and applies one payload, returning keys for reuse.
+func (b *Bus) receive(payload string, keys []string) []string {
+	now := time.Now()
+	m, err := decodeMessage(payload, keys)
+	switch {
+	case errors.Is(err, errForeign):
+		b.n.foreign.Add(1)
+		return keys
+	case err != nil:
+		b.n.malformed.Add(1)
+		return keys
+	}
+	b.mu.Lock()
+	ev := b.applyLocked(&m, now)
+	b.mu.Unlock()
+	b.log(ev)
+	return m.keys
+}
+
+// applyLocked applies one decoded message received at now.
+func (b *Bus) applyLocked(m *message, now time.Time) event {
+	if b.closed {
+		return event{}
+	}
+	mono := int64(now.Sub(b.start))
+	if m.origin == b.nodeID {
+		if m.op == opHeartbeat {
+			b.n.heartbeatsHeard.Add(1)
+			b.lag.Observe(time.Duration(now.UnixNano() - m.sent))
+			return b.heardLocked(m.seq, mono)
+		}
+		b.n.ownSkipped.Add(1) // the writer invalidated its own L1
+		return event{}
+	}
+	b.lag.Observe(time.Duration(now.UnixNano() - m.sent))
+	var ev event
+	opened, overflow := b.peers.see(m.origin, m.seq, mono)
+	if opened {
+		b.wake()
+	}
+	if overflow {
+		b.n.sequenceGaps.Add(1)
+		b.clearAllLocked(&b.n.clearsGap)
+		ev = event{kind: eventGap, args: []any{"peer", hex.EncodeToString([]byte(m.origin)), "seq", m.seq}}
+	}
+	switch m.op {
+	case opHeartbeat:
+		b.n.peerHeartbeats.Add(1)
+	case OpDelete:
+		b.n.received.Add(1)
+		b.n.receivedKeys.Add(uint64(len(m.keys)))
+		for _, r := range b.handlers[m.namespace] {
+			r.h.Invalidate(m.keys)
+		}
+	case OpClear:
+		b.n.received.Add(1)
+		b.n.fullClears.Add(1)
+		b.n.clearsNamespace.Add(1)
+		for _, r := range b.handlers[m.namespace] {
+			r.h.InvalidateAll()
+		}
+	}
+	return ev
+}
+
+// clearAllLocked calls InvalidateAll on every handler and counts it under
+// reason.
+func (b *Bus) clearAllLocked(reason *atomic.Uint64) {
+	b.n.fullClears.Add(1)
+	reason.Add(1)
+	for _, rs := range b.handlers {
+		for _, r := range rs {
+			r.h.InvalidateAll()
+		}
+	}
+}
+
+// wake asks the watchdog to plan its next wake-up again.
+func (b *Bus) wake() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
