@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tiercache/tiercache/internal/histogram"
 	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/local"
 	"github.com/tiercache/tiercache/remote"
@@ -267,6 +268,10 @@ var _ invalidation.Handler = busHandler[int]{}
 // Bus returns the invalidation bus the cache is registered on: Options.Bus,
 // or the one the cache made. Use it for metrics; do not close it.
 func (c *Cache[V]) Bus() *invalidation.Bus { return c.bus }
+
+// L2Latency returns the Redis round-trip latency per operation ("get",
+// "get_many", "write", "lease", "fill", "release").
+func (c *Cache[V]) L2Latency() map[string]histogram.Snapshot { return c.l2.Latency() }
 
 // Namespace returns Options.Namespace.
 func (c *Cache[V]) Namespace() string { return c.opts.Namespace }

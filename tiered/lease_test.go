@@ -81,6 +81,15 @@ func TestStampede(t *testing.T) {
 		if got := calls.Load(); got != 1 {
 			t.Errorf("loader calls = %d across 4 nodes x 50 goroutines, want 1", got)
 		}
+		var granted, waits, waitHits, fallbacks uint64
+		for _, c := range cs {
+			st := c.Stats()
+			granted, waits, waitHits, fallbacks = granted+st.LeasesGranted, waits+st.LeaseWaits, waitHits+st.LeaseWaitHits, fallbacks+st.LeaseFallbacks
+		}
+		if granted != 1 || fallbacks != 0 || waitHits != waits {
+			t.Errorf("LeasesGranted=%d LeaseFallbacks=%d LeaseWaits=%d LeaseWaitHits=%d; want 1, 0 and every wait answered",
+				granted, fallbacks, waits, waitHits)
+		}
 	})
 }
 

@@ -146,7 +146,7 @@ const maxPoll = 10 * time.Millisecond
 // waitUntil, after which it loads them without filling L2.
 func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUntil time.Time) {
 	backoff := time.Millisecond
-	for len(pending) > 0 {
+	for round := 0; len(pending) > 0; round++ {
 		keys := pick(j.keys, pending)
 		leases, err := c.l2.GetOrLeaseMany(ctx, keys, c.opts.LeaseTTL)
 		switch {
@@ -172,6 +172,9 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 					garbled = append(garbled, i)
 					continue
 				}
+				if round > 0 {
+					c.st.leaseWaitHits.Add(1)
+				}
 				c.flight.finish(j.keys[i], j.fs[i], result[V]{val: v, neg: neg})
 			case remote.LeaseGranted:
 				c.st.l2Misses.Add(1)
@@ -196,7 +199,9 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 		if len(held) == 0 {
 			return
 		}
-		c.st.leaseWaits.Add(uint64(len(held)))
+		if round == 0 {
+			c.st.leaseWaits.Add(uint64(len(held)))
+		}
 		wait := min(backoff, time.Until(waitUntil))
 		if wait <= 0 || !sleepCtx(ctx, wait) {
 			c.st.leaseFallbacks.Add(uint64(len(held)))
@@ -317,7 +322,9 @@ func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []s
 			return
 		}
 		for _, k := range keys {
-			if _, ok := vals[k]; !ok {
+			if _, ok := vals[k]; ok {
+				c.st.loadFound.Add(1)
+			} else {
 				c.st.loadNotFound.Add(1)
 			}
 		}

@@ -16,6 +16,8 @@ type counters struct {
 	l2Hits         atomic.Uint64
 	l2Misses       atomic.Uint64
 	loadNotFound   atomic.Uint64
+	loadFound      atomic.Uint64
+	leaseWaitHits  atomic.Uint64
 	l2Errors       atomic.Uint64
 	decodeErrors   atomic.Uint64
 	loads          atomic.Uint64
@@ -62,21 +64,24 @@ type Stats struct {
 	// DecodeErrors counts L2 entries that would not decode, read as misses.
 	DecodeErrors uint64
 	// Loads counts loader calls (a batch call counts once); LoadErrors and
-	// Panics count the failed ones. LoadNotFound counts keys a loader
-	// reported as having no value.
-	Loads, LoadErrors, Panics, LoadNotFound uint64
+	// Panics count the failed ones. LoadFound and LoadNotFound count keys a
+	// successful loader call returned with a value and without one.
+	Loads, LoadErrors, Panics, LoadFound, LoadNotFound uint64
 	// Dedupes counts callers that joined a load already running here.
 	Dedupes uint64
-	// LeasesGranted counts keys this node took a lease on; LeaseWaits
-	// counts polls of keys leased by another node; LeaseFallbacks counts
-	// keys loaded without filling because that lease outlived LeaseWait.
-	LeasesGranted, LeaseWaits, LeaseFallbacks uint64
+	// LeasesGranted counts keys this node took a lease on. LeaseWaits
+	// counts keys found leased by another node; of those, LeaseWaitHits
+	// were answered by that node's load (a cross-node dedupe) and
+	// LeaseFallbacks were loaded here, without filling L2, because the lease
+	// outlived LeaseWait. The rest took over a released lease.
+	LeasesGranted, LeaseWaits, LeaseWaitHits, LeaseFallbacks uint64
 	// FillsRefused counts loaded values not stored because a write killed
 	// the lease during the load.
 	FillsRefused uint64
 	// Oversize counts loaded values too large to cache.
 	Oversize uint64
-	// Writes and WriteErrors count Set/SetMany/Delete round trips.
+	// Writes counts successful Set/SetMany/Delete round trips;
+	// WriteErrors counts the failed ones.
 	Writes, WriteErrors uint64
 	// Invalidations counts keys invalidated by other nodes' messages;
 	// Clears counts full L1 clears ordered by the bus.
@@ -102,6 +107,8 @@ func (c *Cache[V]) Stats() Stats {
 		LoadErrors:     c.st.loadErrors.Load(),
 		Panics:         c.st.panics.Load(),
 		LoadNotFound:   c.st.loadNotFound.Load(),
+		LoadFound:      c.st.loadFound.Load(),
+		LeaseWaitHits:  c.st.leaseWaitHits.Load(),
 		Dedupes:        c.st.dedupes.Load(),
 		LeasesGranted:  c.st.leasesGranted.Load(),
 		LeaseWaits:     c.st.leaseWaits.Load(),

@@ -1,0 +1,111 @@
+package metrics
+
+import (
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tiercache/tiercache/internal/histogram"
+)
+
+// prefix is the first part of every metric name.
+const prefix = "tiercache"
+
+// A table lists every series a collector emits and how to read each one from
+// a snapshot S, so that Describe and Collect work from one list and cannot
+// disagree.
+type table[S any] struct {
+	values []value[S]
+	hists  []hist[S]
+}
+
+// value is one counter or gauge series: a desc shared by its family, the
+// series' variable label values, and how to read it.
+type value[S any] struct {
+	desc   *prometheus.Desc
+	typ    prometheus.ValueType
+	labels []string
+	read   func(*S) float64
+}
+
+// hist is one unlabelled histogram.
+type hist[S any] struct {
+	desc *prometheus.Desc
+	read func(*S) histogram.Snapshot
+}
+
+// describe sends each desc of t once.
+func (t *table[S]) describe(ch chan<- *prometheus.Desc) {
+	var seen []*prometheus.Desc
+	send := func(d *prometheus.Desc) {
+		if !slices.Contains(seen, d) {
+			seen = append(seen, d)
+			ch <- d
+		}
+	}
+	for _, v := range t.values {
+		send(v.desc)
+	}
+	for _, h := range t.hists {
+		send(h.desc)
+	}
+}
+
+// collect sends every series of t, read from s.
+func (t *table[S]) collect(s *S, ch chan<- prometheus.Metric) {
+	for _, v := range t.values {
+		ch <- prometheus.MustNewConstMetric(v.desc, v.typ, v.read(s), v.labels...)
+	}
+	for _, h := range t.hists {
+		ch <- constHistogram(h.desc, h.read(s))
+	}
+}
+
+// builder adds families to a table under fixed const labels.
+type builder[S any] struct {
+	t           table[S]
+	constLabels prometheus.Labels
+}
+
+func (b *builder[S]) desc(subsystem, name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(prefix, subsystem, name), help, labels, b.constLabels)
+}
+
+// counter adds a family of one unlabelled counter.
+func (b *builder[S]) counter(subsystem, name, help string, read func(*S) uint64) {
+	b.add(b.desc(subsystem, name, help), prometheus.CounterValue, nil, func(s *S) float64 { return float64(read(s)) })
+}
+
+// gauge adds a family of one unlabelled gauge.
+func (b *builder[S]) gauge(subsystem, name, help string, read func(*S) float64) {
+	b.add(b.desc(subsystem, name, help), prometheus.GaugeValue, nil, read)
+}
+
+func (b *builder[S]) add(d *prometheus.Desc, typ prometheus.ValueType, labels []string, read func(*S) float64) {
+	b.t.values = append(b.t.values, value[S]{desc: d, typ: typ, labels: labels, read: read})
+}
+
+// labelled is one series of a labelled counter family.
+type labelled[S any] struct {
+	labels []string
+	read   func(*S) uint64
+}
+
+// counterVec adds a counter family with variable labels names and one
+// series per entry of series.
+func (b *builder[S]) counterVec(subsystem, name, help string, names []string, series ...labelled[S]) {
+	d := b.desc(subsystem, name, help, names...)
+	for _, sr := range series {
+		b.add(d, prometheus.CounterValue, sr.labels, func(s *S) float64 { return float64(sr.read(s)) })
+	}
+}
+
+// histogram adds a family of one unlabelled histogram.
+func (b *builder[S]) histogram(subsystem, name, help string, read func(*S) histogram.Snapshot) {
+	b.t.hists = append(b.t.hists, hist[S]{desc: b.desc(subsystem, name, help), read: read})
+}
+
+// constHistogram turns a snapshot into a metric of d with labels.
+func constHistogram(d *prometheus.Desc, h histogram.Snapshot, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum, h.Buckets, labels...)
+}
