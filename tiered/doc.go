@@ -12,8 +12,7 @@
 //     allocation, lock, clock read or network.
 //  2. A per-key flight: a caller that finds a load of the key in progress in
 //     this process waits for it instead of starting another.
-//  3. The flight's leader records the key's L1 epoch, checks L1 once more
-//     (a flight that just ended may have filled it), then runs one Redis
+//  3. The flight's leader records the key's L1 epoch, then runs one Redis
 //     script that returns the value, or grants a lease (a token stored in
 //     the key itself), or reports that another node holds the lease.
 //  4. With the lease, it calls the loader and fills L2 with a script that

@@ -122,16 +122,17 @@ func (c *Cache[V]) startLoad(callerCtx context.Context, keys []string, fs []*fli
 	}()
 }
 
-// run resolves every key of j: from L1 (a flight that just ended may have
-// filled it), then L2 under leases, then the loader.
+// run resolves every key of j from L2 under leases, then the loader.
+//
+// Unlike groupcache's load, it does not check L1 again first. There, the
+// re-check keeps a flight that starts just after another one ended from
+// loading twice; here the next step is L2, which already holds what that
+// flight loaded, so a re-check would save one round trip in a rare race
+// while counting every L1 miss twice.
 func (c *Cache[V]) run(ctx context.Context, j *job[V]) {
-	pending := make([]int, 0, len(j.keys))
-	for i, k := range j.keys {
-		if v, neg, ok := c.lookupL1(k); ok {
-			c.flight.finish(k, j.fs[i], result[V]{val: v, neg: neg})
-			continue
-		}
-		pending = append(pending, i)
+	pending := make([]int, len(j.keys))
+	for i := range pending {
+		pending[i] = i
 	}
 	c.resolve(ctx, j, pending, time.Now().Add(c.opts.LeaseWait))
 }
