@@ -60,3 +60,21 @@ func TestHitAllocs(t *testing.T) {
 		t.Errorf("L1 hits made %d Redis round trips, want 0", rt)
 	}
 }
+
+// TestEnvelopeHeaderLen checks the header length the raw benchmark
+// baselines skip: what follows it must be the bare JSON of the value.
+func TestEnvelopeHeaderLen(t *testing.T) {
+	s := redistest.Mini(t)
+	c := newNode[*product](t, s, func(o *Options) { o.DisableCompression = true })
+	ctx := context.Background()
+	if err := c.Set(ctx, "p", &product{ID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := c.opts.Redis.Get(ctx, "test:p").Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(raw[envelopeHeader(raw):]), `{"ID":7,"Name":"","Price":0}`; got != want {
+		t.Errorf("value after the header = %q, want %q", got, want)
+	}
+}
