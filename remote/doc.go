@@ -9,6 +9,11 @@
 // stop a slow loader from installing a value older than a later write
 // ([Store.GetOrLease], [Store.Fill], [Store.Release]).
 //
+// A lease is taken with one SET key marker NX PX ttl GET, which returns the
+// stored value or stores the marker (Redis 7.0 and later; older servers get
+// an equivalent Lua script). Fill and Release compare the token in a Lua
+// script. All of them touch one key, so Cluster routes them by slot.
+//
 // Inside this package a miss is a boolean, never an error: redis.Nil does not
 // leave it, and bytes that do not decode are a miss plus a *[DecodeError] and
 // a counter in [Stats].

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,6 +18,10 @@ import (
 var (
 	// leaseScript returns the stored envelope if there is one; otherwise it
 	// stores the lease marker ARGV[1] for ARGV[2] milliseconds and returns 1.
+	// It serves servers older than Redis 7.0; newer ones take leases with
+	// one SET ... NX PX ... GET (see setLease), which does the same without
+	// running Lua: about 1 µs of server time instead of 11 µs, paid on every
+	// L2 hit of GetOrLoad.
 	leaseScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then return v end
@@ -95,11 +100,53 @@ func (s *Store) GetOrLease(ctx context.Context, key string, leaseTTL time.Durati
 		return Lease{}, err
 	}
 	marker, token := newLeaseMarker(leaseTTL)
-	res, now, err := s.evalOne(ctx, opLease, leaseScript, s.prefix+key, marker, millis(leaseTTL))
+	res, now, err := s.leaseOne(ctx, s.prefix+key, marker, millis(leaseTTL))
 	if err != nil {
 		return Lease{}, fmt.Errorf("remote lease %q: %w", shortKey(key), err)
 	}
 	return s.leaseResult(key, res, token, now)
+}
+
+// leaseOne runs one lease command: SET NX PX GET, or leaseScript on a
+// server that refuses that form. Its reply is the stored envelope (a
+// string) or int64(1) when our marker was stored, as the script's.
+func (s *Store) leaseOne(ctx context.Context, key string, marker []byte, ms int64) (any, time.Time, error) {
+	if !s.scriptLease.Load() {
+		rctx, cancel, start := s.begin(ctx)
+		res, err := setLease(rctx, s.rdb, key, marker, ms).Result()
+		cancel()
+		if !s.refusesSetNXGet(err) {
+			now := s.end(opLease, start, err)
+			if err == redis.Nil {
+				return int64(1), now, nil
+			}
+			return res, now, err
+		}
+		s.end(opLease, start, nil)
+	}
+	return s.evalOne(ctx, opLease, leaseScript, key, marker, ms)
+}
+
+// setLease queues SET key marker NX PX ms GET: it stores the marker only if
+// the key is missing, and replies with what the key held (nil if nothing).
+func setLease(ctx context.Context, c doer, key string, marker []byte, ms int64) *redis.Cmd {
+	return c.Do(ctx, "SET", key, marker, "NX", "PX", ms, "GET")
+}
+
+// doer is what both a client and a pipeline offer for a raw command.
+type doer interface {
+	Do(ctx context.Context, args ...any) *redis.Cmd
+}
+
+// refusesSetNXGet reports whether err is a server's refusal of SET with NX
+// and GET together (Redis before 7.0), and if so switches the store to the
+// lease script for good.
+func (s *Store) refusesSetNXGet(err error) bool {
+	if err == nil || err == redis.Nil || !strings.Contains(err.Error(), "syntax error") {
+		return false
+	}
+	s.scriptLease.Store(true)
+	return true
 }
 
 // GetOrLeaseMany does what [Store.GetOrLease] does for each key, in one
@@ -124,10 +171,13 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, leaseTTL time
 		marker, tokens[i] = newLeaseMarker(leaseTTL)
 		calls[i] = scriptCall{key: s.prefix + k, args: []any{marker, ms}}
 	}
-	cmds, now := s.evalMany(ctx, opLease, leaseScript, calls)
+	cmds, now := s.leaseMany(ctx, calls)
 	var firstErr error
 	for i, c := range cmds {
 		res, err := c.Result()
+		if err == redis.Nil { // SET NX GET found nothing and stored our marker
+			res, err = int64(1), nil
+		}
 		if err == nil {
 			leases[i], err = s.leaseResult(keys[i], res, tokens[i], now)
 		}
@@ -271,6 +321,23 @@ func newLeaseMarker(ttl time.Duration) (marker, token []byte) {
 	token = marker[headerLen:]
 	_, _ = rand.Read(token) // never fails (crypto/rand, Go 1.24+)
 	return marker, token
+}
+
+// leaseMany runs the lease command for every call in one pipeline: SET NX
+// PX GET, or leaseScript once the server has refused that.
+func (s *Store) leaseMany(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, time.Time) {
+	if !s.scriptLease.Load() {
+		cmds := make([]*redis.Cmd, len(calls))
+		now := s.pipeline(ctx, opLease, func(rctx context.Context, pipe redis.Pipeliner) {
+			for i, c := range calls {
+				cmds[i] = setLease(rctx, pipe, c.key, c.args[0].([]byte), c.args[1].(int64))
+			}
+		})
+		if len(cmds) == 0 || !s.refusesSetNXGet(cmds[0].Err()) {
+			return cmds, now
+		}
+	}
+	return s.evalMany(ctx, opLease, leaseScript, calls)
 }
 
 // scriptCall is one script invocation for evalMany.

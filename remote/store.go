@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -21,6 +22,9 @@ type Store struct {
 	codecID uint8
 	topo    topology
 	stats   counters
+	// scriptLease is set once the server has refused SET with both NX and
+	// GET (Redis before 7.0); leases then go through leaseScript.
+	scriptLease atomic.Bool
 }
 
 // topology decides how batches travel.

@@ -1,0 +1,5 @@
+package remote
+
+// UseScriptLease makes s take leases with the Lua script, as it does after a
+// server older than Redis 7.0 refuses SET with NX and GET.
+func UseScriptLease(s *Store) { s.scriptLease.Store(true) }
