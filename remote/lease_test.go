@@ -319,3 +319,33 @@ func testScriptsSurvive(t *testing.T, scripted bool) {
 		}
 	})
 }
+
+func TestReleaseMany(t *testing.T) {
+	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+		rdb := s.Client(t)
+		st := newStore(t, rdb, remote.Options{})
+		ctx := context.Background()
+		leases, err := st.GetOrLeaseMany(ctx, []string{"r1", "r2", "r3"}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// r3's lease is replaced by another holder's: ReleaseMany must leave it.
+		if err := rdb.Del(ctx, "ns:r3").Err(); err != nil {
+			t.Fatal(err)
+		}
+		grant(t, st, "r3")
+		err = st.ReleaseMany(ctx, []string{"r1", "r2", "r3"}, [][]byte{leases[0].Token, leases[1].Token, leases[2].Token})
+		if err != nil {
+			t.Fatalf("ReleaseMany: %v", err)
+		}
+		if n := rdb.Exists(ctx, "ns:r1", "ns:r2").Val(); n != 0 {
+			t.Errorf("after ReleaseMany, %d of our leases remain", n)
+		}
+		if n := rdb.Exists(ctx, "ns:r3").Val(); n != 1 {
+			t.Errorf("ReleaseMany removed another holder's lease")
+		}
+		if err := st.ReleaseMany(ctx, []string{"a"}, nil); err == nil {
+			t.Errorf("ReleaseMany with mismatched tokens = nil, want an error")
+		}
+	})
+}

@@ -98,8 +98,10 @@ func New[V any](o Options) (*Cache[V], error) {
 
 // Close stops the cache. It unregisters from the bus (and closes the bus if
 // the cache made it), cancels every load in progress and waits for them to
-// end (each releases its lease), then frees L1. Callers waiting on a
-// cancelled load get its error. Close does not touch L2 data, and does not
+// end (each releases its leases, one Redis round trip at most), then frees
+// L1. Callers waiting on a cancelled load get [ErrClosed]. A loader that
+// ignores its context is not waited for: its goroutine ends when it
+// returns, and its result is dropped. Close does not touch L2 data, and does not
 // close Options.Redis or a shared Options.Bus. It is idempotent; afterwards
 // every method returns [ErrClosed].
 func (c *Cache[V]) Close() error {

@@ -32,7 +32,9 @@ type BatchLoader[V any] func(ctx context.Context, missing []string) (map[string]
 //
 // Redis trouble degrades to calling loader (counted in [Stats]). A loader
 // error is returned as is and not cached, except [ErrNotFound]. A loader
-// panic is returned as a *[PanicError] to every waiter.
+// panic is returned as a *[PanicError] to every waiter. A load that
+// outlives LoadTimeout is abandoned: its waiters get an error wrapping
+// context.DeadlineExceeded, even if the loader ignores its context.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) (V, error) {
 	if v, neg, ok := c.lookupL1(key); ok {
 		if neg {
@@ -118,8 +120,37 @@ func (c *Cache[V]) startLoad(callerCtx context.Context, keys []string, fs []*fli
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), c.opts.LoadTimeout)
 		stop := context.AfterFunc(c.closing, cancel)
 		defer func() { stop(); cancel() }()
+		defer c.finishRest(j) // a codec panic must not strand the waiters
 		c.run(ctx, j)
 	}()
+}
+
+// finishRest finishes every flight of j that is still open, with the panic
+// that unwound the job if there was one. Only the job's goroutine finishes
+// its flights, so checking done first cannot race.
+func (c *Cache[V]) finishRest(j *job[V]) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	c.st.panics.Add(1)
+	err := &PanicError{Value: p, Stack: debug.Stack()}
+	for i, f := range j.fs {
+		select {
+		case <-f.done:
+		default:
+			c.flight.finish(j.keys[i], f, result[V]{err: err})
+		}
+	}
+}
+
+// aborted is the error for waiters of a load cut short by Close or by
+// LoadTimeout.
+func (c *Cache[V]) aborted(ctx context.Context) error {
+	if c.closing.Err() != nil {
+		return ErrClosed
+	}
+	return fmt.Errorf("tiered: load timed out after %v: %w", c.opts.LoadTimeout, ctx.Err())
 }
 
 // run resolves every key of j from L2 under leases, then the loader.
@@ -204,7 +235,14 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 			c.st.leaseWaits.Add(uint64(len(held)))
 		}
 		wait := min(backoff, time.Until(waitUntil))
-		if wait <= 0 || !sleepCtx(ctx, wait) {
+		if wait > 0 && !sleepCtx(ctx, wait) {
+			err := c.aborted(ctx)
+			for _, i := range held {
+				c.flight.finish(j.keys[i], j.fs[i], result[V]{err: err})
+			}
+			return
+		}
+		if wait <= 0 {
 			c.st.leaseFallbacks.Add(uint64(len(held)))
 			c.loadUnfilled(ctx, j, held)
 			return
@@ -216,66 +254,91 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 
 // loadAndFill calls the loader for keys whose leases we hold and fills L2
 // (only where our lease survived) and L1 (only where the stamp is current).
+// Leases it will not fill are released in one round trip before the
+// waiters are answered, so a caller that saw the error finds the key free.
 func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens [][]byte) {
 	keys := pick(j.keys, idx)
+	res := make([]result[V], len(idx))
+	var unfilled []string
+	var unfilledTokens [][]byte
+	defer func() {
+		c.release(unfilled, unfilledTokens)
+		for n, i := range idx {
+			c.flight.finish(j.keys[i], j.fs[i], res[n])
+		}
+	}()
 	vals, err := c.callLoader(ctx, j.load, keys)
 	if err != nil {
-		c.releaseAll(keys, tokens)
-		for _, i := range idx {
-			c.flight.finish(j.keys[i], j.fs[i], result[V]{err: err})
+		for n := range idx {
+			res[n] = result[V]{err: err}
 		}
+		unfilled, unfilledTokens = keys, tokens
 		return
 	}
 	ops := make([]remote.FillOp, 0, len(idx))
-	opIdx := make([]int, 0, len(idx))
-	for n, i := range idx {
-		k := j.keys[i]
+	opIdx := make([]int, 0, len(idx)) // n of each op
+	for n, k := range keys {
 		v, found := vals[k]
+		res[n] = result[V]{val: v, neg: !found}
 		var data []byte
 		ttl := c.jitter(c.opts.TTL)
 		switch {
 		case found:
 			data, err = c.l2.Encode(k, v, ttl)
-			if err != nil { // over MaxValueSize: serve it, cache it nowhere
-				c.st.oversize.Add(1)
-				c.release(k, tokens[n])
-				c.flight.finish(k, j.fs[i], result[V]{val: v})
+			if err != nil { // over MaxValueSize, or the codec failed: serve it, cache it nowhere
+				c.countEncodeError(err)
+				unfilled, unfilledTokens = append(unfilled, k), append(unfilledTokens, tokens[n])
 				continue
 			}
 		case c.opts.DisableNegativeCache:
-			c.release(k, tokens[n])
-			c.flight.finish(k, j.fs[i], result[V]{neg: true})
+			unfilled, unfilledTokens = append(unfilled, k), append(unfilledTokens, tokens[n])
 			continue
 		default:
 			ttl = c.opts.NegativeTTL
 			data = c.l2.EncodeNegative(ttl)
 		}
 		ops = append(ops, remote.FillOp{Key: k, Token: tokens[n], Data: data, TTL: ttl})
-		opIdx = append(opIdx, i)
+		opIdx = append(opIdx, n)
 	}
 	if len(ops) == 0 {
 		return
 	}
-	installed, err := c.l2.FillMany(ctx, ops)
+	// The fill gets its own bound: a loader that returns just as the load's
+	// context ends must still fill, or at least release, its leases.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.RedisTimeout)
+	installed, err := c.l2.FillMany(fctx, ops)
+	cancel()
 	if err != nil {
 		c.l2Failed("fill", err)
 	}
-	for n, i := range opIdx {
-		k := j.keys[i]
-		v, found := vals[k]
-		if err == nil && installed[n] {
-			if found {
-				c.fill(k, v, len(ops[n].Data), ops[n].TTL, j.stamps[i])
+	for m, n := range opIdx {
+		i, k := idx[n], keys[n]
+		switch {
+		case installed != nil && installed[m]:
+			if res[n].neg {
+				c.fillNegative(k, len(ops[m].Data), ops[m].TTL, j.stamps[i])
 			} else {
-				c.fillNegative(k, len(ops[n].Data), ops[n].TTL, j.stamps[i])
+				c.fill(k, res[n].val, len(ops[m].Data), ops[m].TTL, j.stamps[i])
 			}
-		} else if err == nil {
+		case err == nil:
 			// A Set or Delete killed our lease while we loaded: what we
 			// loaded may be older than that write, so it goes nowhere.
 			c.st.fillsRefused.Add(1)
+		default:
+			// The fill's fate is unknown; release in case it did not land.
+			unfilled, unfilledTokens = append(unfilled, k), append(unfilledTokens, ops[m].Token)
 		}
-		c.flight.finish(k, j.fs[i], result[V]{val: v, neg: !found})
 	}
+}
+
+// countEncodeError counts a loaded value that could not be stored.
+func (c *Cache[V]) countEncodeError(err error) {
+	var vse *ValueSizeError
+	if errors.As(err, &vse) {
+		c.st.oversize.Add(1)
+		return
+	}
+	c.st.encodeErrors.Add(1)
 }
 
 // loadUnfilled calls the loader for keys without touching L2 (Redis failed,
@@ -308,45 +371,72 @@ func (c *Cache[V]) costOf(v V) int {
 	return len(b)
 }
 
-// callLoader runs the user's loader, turning a panic into a *PanicError.
-func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []string) (vals map[string]V, err error) {
+// loaded is what one loader call produced.
+type loaded[V any] struct {
+	vals map[string]V
+	err  error
+}
+
+// callLoader runs the user's loader and waits for it, or for ctx: a loader
+// that ignores its context must not hold the waiters, or Close, past
+// LoadTimeout. It runs in a goroutine of its own for that reason, which
+// outlives the load only as long as such a loader keeps running. A panic
+// becomes a *PanicError.
+func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []string) (map[string]V, error) {
 	c.st.loads.Add(1)
 	start := time.Now()
-	defer func() {
-		if p := recover(); p != nil {
-			c.st.panics.Add(1)
-			vals, err = nil, &PanicError{Value: p, Stack: debug.Stack()}
-		}
-		c.st.loadLatency.Observe(time.Since(start))
-		if err != nil {
-			c.st.loadErrors.Add(1)
-			return
-		}
-		for _, k := range keys {
-			if _, ok := vals[k]; ok {
-				c.st.loadFound.Add(1)
-			} else {
-				c.st.loadNotFound.Add(1)
+	ch := make(chan loaded[V], 1) // the loader's goroutine never blocks on it
+	go func() {
+		var r loaded[V]
+		returned := false
+		defer func() {
+			if p := recover(); p != nil {
+				c.st.panics.Add(1)
+				r = loaded[V]{err: &PanicError{Value: p, Stack: debug.Stack()}}
+			} else if !returned {
+				r = loaded[V]{err: errGoexit}
 			}
-		}
+			ch <- r
+		}()
+		r.vals, r.err = load(ctx, keys)
+		returned = true
 	}()
-	return load(ctx, keys)
+	var r loaded[V]
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		r = loaded[V]{err: c.aborted(ctx)}
+	}
+	c.st.loadLatency.Observe(time.Since(start))
+	if r.err != nil {
+		c.st.loadErrors.Add(1)
+		return nil, r.err
+	}
+	for _, k := range keys {
+		if _, ok := r.vals[k]; ok {
+			c.st.loadFound.Add(1)
+		} else {
+			c.st.loadNotFound.Add(1)
+		}
+	}
+	return r.vals, nil
 }
 
-// release gives up a lease we no longer intend to fill, so waiters on other
-// nodes stop waiting. It runs on its own short context: the load's context
-// may be the reason we release (timeout, Close).
-func (c *Cache[V]) release(key string, token []byte) {
+// errGoexit is what waiters get when a loader ends its goroutine with
+// runtime.Goexit (t.FailNow in a test, say) instead of returning.
+var errGoexit = errors.New("tiered: loader called runtime.Goexit")
+
+// release gives up leases we will not fill, in one round trip, so waiters
+// on other nodes stop waiting. It runs on its own short context: the load's
+// context may be why we release (timeout, Close).
+func (c *Cache[V]) release(keys []string, tokens [][]byte) {
+	if len(keys) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.RedisTimeout)
 	defer cancel()
-	if err := c.l2.Release(ctx, key, token); err != nil {
+	if err := c.l2.ReleaseMany(ctx, keys, tokens); err != nil {
 		c.l2Failed("release", err)
-	}
-}
-
-func (c *Cache[V]) releaseAll(keys []string, tokens [][]byte) {
-	for i, k := range keys {
-		c.release(k, tokens[i])
 	}
 }
 

@@ -29,6 +29,7 @@ type counters struct {
 	leaseFallbacks atomic.Uint64
 	fillsRefused   atomic.Uint64
 	oversize       atomic.Uint64
+	encodeErrors   atomic.Uint64
 	writes         atomic.Uint64
 	writeErrors    atomic.Uint64
 	invalidations  atomic.Uint64
@@ -78,8 +79,9 @@ type Stats struct {
 	// FillsRefused counts loaded values not stored because a write killed
 	// the lease during the load.
 	FillsRefused uint64
-	// Oversize counts loaded values too large to cache.
-	Oversize uint64
+	// Oversize counts loaded values too large to cache; EncodeErrors counts
+	// loaded values the codec could not encode. Both are served uncached.
+	Oversize, EncodeErrors uint64
 	// Writes counts successful Set/SetMany/Delete round trips;
 	// WriteErrors counts the failed ones.
 	Writes, WriteErrors uint64
@@ -115,6 +117,7 @@ func (c *Cache[V]) Stats() Stats {
 		LeaseFallbacks: c.st.leaseFallbacks.Load(),
 		FillsRefused:   c.st.fillsRefused.Load(),
 		Oversize:       c.st.oversize.Load(),
+		EncodeErrors:   c.st.encodeErrors.Load(),
 		Writes:         c.st.writes.Load(),
 		WriteErrors:    c.st.writeErrors.Load(),
 		Invalidations:  c.st.invalidations.Load(),
