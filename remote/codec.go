@@ -1,7 +1,9 @@
 package remote
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -52,5 +54,15 @@ func (Msgpack) ID() uint8 { return codecMsgpack }
 // Marshal encodes v with msgpack.Marshal.
 func (Msgpack) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
 
-// Unmarshal decodes data into v, a pointer, with msgpack.Unmarshal.
-func (Msgpack) Unmarshal(data []byte, v any) error { return msgpack.Unmarshal(data, v) }
+// Unmarshal decodes data into v, a pointer, with msgpack.Unmarshal, after
+// checking the structure of data. The check matters for bytes from the
+// network: msgpack v5.4.1 allocates the length an array header announces
+// before it reads a single element (its alloc-limit flag test is always
+// true), so 5 bytes could ask for gigabytes. Skip walks the structure
+// without allocating and fails at the end of the real data.
+func (Msgpack) Unmarshal(data []byte, v any) error {
+	if err := msgpack.NewDecoder(bytes.NewReader(data)).Skip(); err != nil {
+		return fmt.Errorf("msgpack: malformed value: %w", err)
+	}
+	return msgpack.Unmarshal(data, v)
+}

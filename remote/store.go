@@ -153,8 +153,19 @@ func (s *Store) Decode(it Item, dst any) error {
 		}
 		data = raw
 	}
+	return s.unmarshal(it.key, data, dst)
+}
+
+// unmarshal runs the codec and turns its panic, on bytes that came over the
+// network, into a *DecodeError.
+func (s *Store) unmarshal(key string, data []byte, dst any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = s.decodeError(key, "unmarshal panicked", fmt.Errorf("%v", p))
+		}
+	}()
 	if err := s.codec.Unmarshal(data, dst); err != nil {
-		return s.decodeError(it.key, "unmarshal", err)
+		return s.decodeError(key, "unmarshal", err)
 	}
 	return nil
 }
