@@ -5,6 +5,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	pubsub "github.com/tiercache/tiercache/internal/publish"
 )
 
 // Liveness. Redis delivers to a subscriber in the order the PUBLISHes
@@ -67,7 +69,10 @@ func (b *Bus) beat() {
 	// ContextTimeoutEnabled; others wait up to their ReadTimeout.
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.HeartbeatInterval)
 	defer cancel()
-	if err := b.opts.Redis.Publish(ctx, b.opts.Channel, appendMessage(nil, &m)).Err(); err != nil {
+	// Through the node that serves our subscription, as every invalidation
+	// goes: on Cluster that is what makes hearing this heartbeat prove the
+	// earlier invalidations arrived.
+	if err := pubsub.Publish(ctx, b.opts.Redis, b.opts.Channel, appendMessage(nil, &m)); err != nil {
 		if b.ctx.Err() == nil {
 			b.n.heartbeatErrors.Add(1)
 		}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/publish"
 )
 
 // SetOp is one key to write with [Store.Write]: Data comes from
@@ -18,16 +20,21 @@ type SetOp struct {
 	TTL  time.Duration
 }
 
-// Write stores sets, deletes dels and publishes msg on channel in one round
-// trip, so a write is never left unannounced. A nil msg publishes nothing.
+// Write stores sets, deletes dels and publishes msg on channel, so a write
+// is never left unannounced. A nil msg publishes nothing.
 //
 // On a *redis.Client (standalone or Sentinel) the commands run in one
-// MULTI/EXEC transaction, so no client sees a key written whose message was
-// not published with it. On Redis Cluster, and on any
-// other client, they go in one plain pipeline, which Redis Cluster cannot
-// make atomic across slots: a failed node leaves its keys unwritten while
-// the others are written, and the returned error says so; the caller must
-// then treat every key as possibly changed.
+// MULTI/EXEC transaction, one round trip, so no client sees a key written
+// whose message was not published with it. On Redis Cluster, and on any
+// other client, the writes go in one plain pipeline, which Cluster cannot
+// make atomic across slots, and the message follows in a second round trip
+// once every write has answered, through the node that serves the
+// channel's subscribers (package internal/publish). Publishing in the same
+// pipeline would let a subscriber hear of the write before a slower node
+// executed it, and then refill its L1 with the old value. A failed node
+// leaves its keys unwritten while the others are written; the message is
+// still published and the returned error says what failed, so the caller
+// must treat every key as possibly changed.
 //
 // Setting or deleting a key also removes any lease on it, so a pending
 // [Store.Fill] of that key is refused. Write returns a *[KeyError] or
@@ -61,10 +68,22 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 			pipe.Del(rctx, k)
 		}
 	}
-	if msg != nil {
+	if msg != nil && s.topo == topoSingle {
 		pipe.Publish(rctx, channel, msg)
 	}
-	cmds, err := pipe.Exec(rctx)
+	var cmds []redis.Cmder
+	var err error
+	if pipe.Len() > 0 {
+		cmds, err = pipe.Exec(rctx)
+	}
+	if msg != nil && s.topo != topoSingle {
+		// After the writes, whatever their outcome: a write that failed on
+		// one node may have landed on another.
+		s.stats.roundTrips.Add(1)
+		if perr := publish.Publish(rctx, s.rdb, channel, msg); perr != nil && err == nil {
+			err = perr
+		}
+	}
 	cancel()
 	s.end(opWrite, start, err)
 	if err == nil {
