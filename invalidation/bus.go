@@ -42,7 +42,8 @@ type Bus struct {
 	start  time.Time // origin of the monotonic times below (see mono)
 
 	usable atomic.Bool   // read by Usable; written under mu
-	seq    atomic.Uint64 // last sequence number handed out
+	seq    atomic.Uint64 // last invalidation sequence number handed out
+	beats  atomic.Uint64 // last heartbeat number
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc

@@ -55,7 +55,9 @@ func (b *Bus) heartbeatLoop() {
 
 func (b *Bus) beat() {
 	now := time.Now()
-	m := message{op: opHeartbeat, origin: b.nodeID, seq: b.seq.Add(1), sent: now.UnixNano()}
+	// Heartbeats count on their own: a heartbeat that fails to publish must
+	// not look like a lost invalidation to every peer.
+	m := message{op: opHeartbeat, origin: b.nodeID, seq: b.beats.Add(1), sent: now.UnixNano()}
 	sent := int64(now.Sub(b.start))
 	b.mu.Lock()
 	i := 0
@@ -186,7 +188,7 @@ func (b *Bus) checkLocked(now int64) (evs []event, next int64) {
 	if n := b.peers.expire(now, grace); n > 0 {
 		b.n.sequenceGaps.Add(uint64(n))
 		b.clearAllLocked(&b.n.clearsGap)
-		evs = append(evs, event{kind: eventGap, args: []any{"peers", n}})
+		evs = append(evs, event{kind: eventGap, args: []any{"messages", n}})
 	}
 	idle := 10 * int64(b.opts.MaxStaleness)
 	if now >= b.live.sweep {

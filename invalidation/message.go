@@ -25,7 +25,7 @@ const (
 //	version     1 byte   1
 //	op          1 byte   OpDelete, OpClear or opHeartbeat
 //	origin     16 bytes  the sender's node id
-//	seq        uvarint   the sender's sequence number, from 1, shared by all its messages
+//	seq        uvarint   the sender's sequence number, from 1: one series for its invalidations, another for its heartbeats
 //	sent        8 bytes  the sender's clock at encoding, unix nanoseconds, big endian
 //	namespace  uvarint length, then bytes
 //	key count  uvarint

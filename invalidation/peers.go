@@ -26,7 +26,7 @@ type peerTable struct {
 }
 
 type peer struct {
-	high    uint64 // highest sequence number seen
+	high    uint64 // highest sequence number seen; 0 while only heartbeats were
 	missing []gap  // sequence numbers below high not seen yet, ascending
 	seen    int64  // when the last message arrived
 }
@@ -50,6 +50,10 @@ func (t *peerTable) see(origin string, seq uint64, now int64) (opened, overflow 
 		return false, false
 	}
 	p.seen = now
+	if p.high == 0 { // known from heartbeats only: this sets the baseline
+		p.high = seq
+		return false, false
+	}
 	if seq <= p.high {
 		// Late (closes a gap) or duplicate (no-op).
 		if i, ok := slices.BinarySearchFunc(p.missing, seq, cmpSeq); ok {
@@ -74,6 +78,16 @@ func (t *peerTable) see(origin string, seq uint64, now int64) (opened, overflow 
 	}
 	p.high = seq
 	return opened, false
+}
+
+// touch records that origin is alive (a heartbeat), without a sequence
+// number: heartbeats are numbered apart from invalidations.
+func (t *peerTable) touch(origin string, now int64) {
+	if p := t.m[origin]; p != nil {
+		p.seen = now
+		return
+	}
+	t.add(origin, &peer{seen: now})
 }
 
 func cmpSeq(g gap, seq uint64) int { return cmp.Compare(g.seq, seq) }
@@ -127,7 +141,7 @@ func (t *peerTable) expire(now, grace int64) int {
 		if i == 0 {
 			continue
 		}
-		n++
+		n += i
 		p.missing = slices.Delete(p.missing, 0, i)
 		if len(p.missing) == 0 {
 			t.gaps--

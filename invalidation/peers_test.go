@@ -27,7 +27,7 @@ func TestPeerTableGaps(t *testing.T) {
 		{name: "gap after grace", give: []step{{a, 1, 0}, {a, 3, 0}}, grace: 10, at: 10, want: "-- o- open=0 expired=1"},
 		{name: "only old gaps expire", give: []step{{a, 1, 0}, {a, 3, 0}, {a, 5, 8}}, grace: 10, at: 10, want: "-- o- -- open=1 expired=1"},
 		{name: "two peers", give: []step{{a, 1, 0}, {b, 1, 0}, {a, 4, 0}, {b, 3, 0}, {a, 2, 1}, {a, 3, 1}}, grace: 10, at: 50, want: "-- -- o- o- -- -- open=0 expired=1"},
-		{name: "largest tracked gap", give: []step{{a, 1, 0}, {a, 2 + maxMissing, 0}}, grace: 10, at: 100, want: "-- o- open=0 expired=1"},
+		{name: "largest tracked gap", give: []step{{a, 1, 0}, {a, 2 + maxMissing, 0}}, grace: 10, at: 100, want: "-- o- open=0 expired=1024"},
 		{name: "overflow resyncs", give: []step{{a, 1, 0}, {a, 3 + maxMissing, 0}, {a, 4 + maxMissing, 0}}, grace: 10, at: 100, want: "-- -x -- open=0 expired=0"},
 		{name: "overflow counts open gaps", give: []step{{a, 1, 0}, {a, 3, 0}, {a, 4 + maxMissing, 0}}, grace: 10, at: 100, want: "-- o- -x open=0 expired=0"},
 	}
@@ -88,5 +88,23 @@ func TestPeerTableBounded(t *testing.T) {
 	}
 	if _, ok := pt.m[fmt.Sprintf("%016d", 0)]; ok {
 		t.Errorf("least recently seen peer still present")
+	}
+}
+
+// TestPeerTouchSetsNoBaseline: a peer first known from its heartbeats takes
+// its first invalidation as the baseline, so heartbeats (numbered apart)
+// never open gaps.
+func TestPeerTouchSetsNoBaseline(t *testing.T) {
+	var pt peerTable
+	pt.touch("a", 0)
+	pt.touch("a", 1)
+	if opened, overflow := pt.see("a", 5, 2); opened || overflow {
+		t.Errorf("see(5) after heartbeats only = opened %v, overflow %v; want neither", opened, overflow)
+	}
+	if opened, _ := pt.see("a", 7, 3); !opened {
+		t.Errorf("see(7) after 5 did not open a gap")
+	}
+	if n := pt.expire(100, 10); n != 1 {
+		t.Errorf("expire = %d, want 1 (message 6)", n)
 	}
 }
