@@ -166,6 +166,48 @@ func TestClosed(t *testing.T) {
 	if _, err := c.GetMany(ctx, []string{"k"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("GetMany after Close: %v, want ErrClosed", err)
 	}
+	if _, err := c.GetOrLoadMany(ctx, []string{"k"}, func(context.Context, []string) (map[string]string, error) {
+		t.Errorf("loader called after Close")
+		return nil, nil
+	}); !errors.Is(err, ErrClosed) {
+		t.Errorf("GetOrLoadMany after Close: %v, want ErrClosed", err)
+	}
+	if err := c.SetMany(ctx, map[string]string{"k": "v"}); !errors.Is(err, ErrClosed) {
+		t.Errorf("SetMany after Close: %v, want ErrClosed", err)
+	}
+	if err := c.Delete(ctx, "k"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Delete after Close: %v, want ErrClosed", err)
+	}
+	if err := c.Clear(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Clear after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestCloseDuringLoad: Close cancels a load in progress; its waiters get
+// ErrClosed and its lease is released.
+func TestCloseDuringLoad(t *testing.T) {
+	s := redistest.Mini(t)
+	c := newNode[string](t, s, nil)
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.GetOrLoad(context.Background(), "k", func(ctx context.Context, _ string) (string, error) {
+			close(started)
+			<-ctx.Done()
+			return "", ctx.Err()
+		})
+		done <- err
+	}()
+	<-started
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Errorf("waiter of a load cut by Close got %v, want ErrClosed", err)
+	}
+	if n, _ := s.Client(t).Exists(context.Background(), "test:k").Result(); n != 0 {
+		t.Errorf("the lease outlived Close")
+	}
 }
 
 func TestGetOrLoadCoalesces(t *testing.T) {
