@@ -57,7 +57,7 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loader Batc
 	}
 	fs, led, ledFs := c.flight.claim(missing)
 	if len(led) > 0 {
-		c.startLoad(ctx, led, ledFs, loader)
+		c.lead(ctx, led, ledFs, loader)
 	}
 	c.st.dedupes.Add(uint64(len(missing) - len(led)))
 	var first error

@@ -53,7 +53,7 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) 
 	keys := []string{key}
 	fs, led, ledFs := c.flight.claim(keys)
 	if len(led) > 0 {
-		c.startLoad(ctx, led, ledFs, single(loader))
+		c.lead(ctx, led, ledFs, single(loader))
 	} else {
 		c.st.dedupes.Add(1)
 	}
@@ -92,24 +92,87 @@ type job[V any] struct {
 	fs     []*flight[V]
 	stamps []local.Stamp
 	load   BatchLoader[V]
+	// first holds the lease replies of the first L2 round, which lead
+	// takes in the caller's goroutine, for the keys left to resolve.
+	first   []remote.Lease
+	pending []int // indexes of the keys left to resolve, aligned with first
 }
 
-// startLoad runs the load of the led keys in a goroutine owned by the cache:
-// counted in c.loads, bounded by LoadTimeout, cancelled by Close. It keeps
-// the caller's values but not its cancellation, so the load does not die
-// with its first caller.
-func (c *Cache[V]) startLoad(callerCtx context.Context, keys []string, fs []*flight[V], load BatchLoader[V]) {
+// lead resolves the keys whose flights the caller leads. Their first step,
+// the L2 read that also takes leases on misses, runs in the caller's
+// goroutine: an L2 hit, the common case, then costs no goroutine hand-off.
+// That step is one Redis round trip, bounded by RedisTimeout and detached
+// from the caller's cancellation like the rest of the load, so the leading
+// caller notices its own cancellation only after it. Keys that need a
+// loader, or must wait for another node's, go on to a load goroutine.
+func (c *Cache[V]) lead(callerCtx context.Context, keys []string, fs []*flight[V], load BatchLoader[V]) {
 	j := &job[V]{keys: keys, fs: fs, load: load, stamps: make([]local.Stamp, len(keys))}
 	// Stamps are taken before anything is read, so an invalidation that
 	// lands while we read L2 or call the loader makes our fill unservable.
 	for i, k := range keys {
 		j.stamps[i] = c.l1.Stamp(k)
 	}
+	ctx := context.WithoutCancel(callerCtx)
+	var leases []remote.Lease
+	var err error
+	if len(keys) == 1 {
+		var l remote.Lease
+		l, err = c.l2.GetOrLease(ctx, keys[0], c.opts.LeaseTTL)
+		leases = []remote.Lease{l}
+	} else {
+		leases, err = c.l2.GetOrLeaseMany(ctx, keys, c.opts.LeaseTTL)
+	}
+	if leases == nil { // bad input: load everything without L2
+		leases = make([]remote.Lease, len(keys))
+	}
+	c.noteLeaseRound(err)
+	for i, l := range leases {
+		if l.State == remote.LeaseHit {
+			c.st.l2Hits.Add(1)
+			if v, neg, derr := c.accept(keys[i], l.Item, j.stamps[i]); derr == nil {
+				c.flight.finish(keys[i], fs[i], result[V]{val: v, neg: neg})
+				continue
+			}
+			l = remote.Lease{} // undecodable: load without filling
+		}
+		j.pending = append(j.pending, i)
+		j.first = append(j.first, l)
+	}
+	if len(j.pending) > 0 {
+		c.startLoad(callerCtx, j)
+	}
+}
+
+// noteLeaseRound counts the outcome of one lease round trip.
+func (c *Cache[V]) noteLeaseRound(err error) {
+	switch {
+	case isDecodeError(err):
+		c.st.decodeErrors.Add(1) // that key is handled as garbled
+	case err != nil:
+		c.l2Failed("lease", err)
+	default:
+		c.fails.success(c.opts.Logger, c.opts.Namespace)
+	}
+}
+
+// startLoad runs the rest of j in a goroutine owned by the cache: counted
+// in c.loads, bounded by LoadTimeout, cancelled by Close. It keeps the
+// caller's values but not its cancellation, so the load does not die with
+// its first caller.
+func (c *Cache[V]) startLoad(callerCtx context.Context, j *job[V]) {
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
-		for i := range keys {
-			c.flight.finish(keys[i], fs[i], result[V]{err: ErrClosed})
+		var keys []string
+		var tokens [][]byte
+		for n, i := range j.pending {
+			if l := j.first[n]; l.State == remote.LeaseGranted {
+				keys, tokens = append(keys, j.keys[i]), append(tokens, l.Token)
+			}
+		}
+		c.release(keys, tokens)
+		for _, i := range j.pending {
+			c.flight.finish(j.keys[i], j.fs[i], result[V]{err: ErrClosed})
 		}
 		return
 	}
@@ -121,7 +184,7 @@ func (c *Cache[V]) startLoad(callerCtx context.Context, keys []string, fs []*fli
 		stop := context.AfterFunc(c.closing, cancel)
 		defer func() { stop(); cancel() }()
 		defer c.finishRest(j) // a codec panic must not strand the waiters
-		c.run(ctx, j)
+		c.resolve(ctx, j, j.pending, time.Now().Add(c.opts.LeaseWait))
 	}()
 }
 
@@ -153,20 +216,11 @@ func (c *Cache[V]) aborted(ctx context.Context) error {
 	return fmt.Errorf("tiered: load timed out after %v: %w", c.opts.LoadTimeout, ctx.Err())
 }
 
-// run resolves every key of j from L2 under leases, then the loader.
-//
-// Unlike groupcache's load, it does not check L1 again first. There, the
-// re-check keeps a flight that starts just after another one ended from
-// loading twice; here the next step is L2, which already holds what that
-// flight loaded, so a re-check would save one round trip in a rare race
-// while counting every L1 miss twice.
-func (c *Cache[V]) run(ctx context.Context, j *job[V]) {
-	pending := make([]int, len(j.keys))
-	for i := range pending {
-		pending[i] = i
-	}
-	c.resolve(ctx, j, pending, time.Now().Add(c.opts.LeaseWait))
-}
+// The flight does not check L1 again before L2, unlike groupcache's load.
+// There, the re-check keeps a flight that starts just after another one
+// ended from loading twice; here the next step is L2, which already holds
+// what that flight loaded, so a re-check would save one round trip in a
+// rare race while counting every L1 miss twice.
 
 // maxPoll caps the interval between two polls of a key another node is
 // loading: one cheap GET per waiting key and node every 10 ms at most, so a
@@ -179,19 +233,16 @@ const maxPoll = 10 * time.Millisecond
 func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUntil time.Time) {
 	backoff := time.Millisecond
 	for round := 0; len(pending) > 0; round++ {
-		keys := pick(j.keys, pending)
-		leases, err := c.l2.GetOrLeaseMany(ctx, keys, c.opts.LeaseTTL)
-		switch {
-		case leases == nil: // bad input or no answer at all: Redis failed
-			c.l2Failed("lease", err)
-			c.loadUnfilled(ctx, j, pending)
-			return
-		case isDecodeError(err):
-			c.st.decodeErrors.Add(1) // the key is garbled below
-		case err != nil:
-			c.l2Failed("lease", err)
-		default:
-			c.fails.success(c.opts.Logger, c.opts.Namespace)
+		leases := j.first // round 0 was taken by lead
+		if round > 0 {
+			var err error
+			leases, err = c.l2.GetOrLeaseMany(ctx, pick(j.keys, pending), c.opts.LeaseTTL)
+			if leases == nil { // bad input: Redis was not asked
+				c.l2Failed("lease", err)
+				c.loadUnfilled(ctx, j, pending)
+				return
+			}
+			c.noteLeaseRound(err)
 		}
 		var granted, held, garbled []int
 		var tokens [][]byte
