@@ -353,18 +353,32 @@ func newLeaseMarker(ttl time.Duration) (marker, token []byte) {
 // leaseMany runs the lease command for every call in one pipeline: SET NX
 // PX GET, or leaseScript once the server has refused that.
 func (s *Store) leaseMany(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, time.Time) {
-	if !s.scriptLease.Load() {
-		cmds := make([]*redis.Cmd, len(calls))
-		now := s.pipeline(ctx, opLease, func(rctx context.Context, pipe redis.Pipeliner) {
-			for i, c := range calls {
-				cmds[i] = setLease(rctx, pipe, c.key, c.args[0].([]byte), c.args[1].(int64))
-			}
-		})
-		if len(cmds) == 0 || !s.refusesSetNXGet(cmds[0].Err()) {
-			return cmds, now
+	if s.scriptLease.Load() {
+		return s.evalMany(ctx, opLease, leaseScript, calls)
+	}
+	cmds := make([]*redis.Cmd, len(calls))
+	now := s.pipeline(ctx, opLease, func(rctx context.Context, pipe redis.Pipeliner) {
+		for i, c := range calls {
+			cmds[i] = setLease(rctx, pipe, c.key, c.args[0].([]byte), c.args[1].(int64))
+		}
+	})
+	// Only the commands a server refused go again, through the script: on
+	// a cluster in mid-upgrade, the others have already taken their leases.
+	var retry []scriptCall
+	var at []int
+	for i, c := range cmds {
+		if s.refusesSetNXGet(c.Err()) {
+			retry, at = append(retry, calls[i]), append(at, i)
 		}
 	}
-	return s.evalMany(ctx, opLease, leaseScript, calls)
+	if len(retry) > 0 {
+		var again []*redis.Cmd
+		again, now = s.evalMany(ctx, opLease, leaseScript, retry)
+		for n, i := range at {
+			cmds[i] = again[n]
+		}
+	}
+	return cmds, now
 }
 
 // scriptCall is one script invocation for evalMany.
