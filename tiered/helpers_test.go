@@ -1,8 +1,6 @@
 package tiered
 
 import (
-	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,15 +53,6 @@ func eventually(t testing.TB, d time.Duration, cond func() bool, what string) {
 			t.Fatalf("%s: not true after %v", what, d)
 		}
 		time.Sleep(time.Millisecond) // poll interval with a deadline
-	}
-}
-
-// countingLoader returns a loader that counts its calls and returns
-// value(key).
-func countingLoader(calls *atomic.Int64, value func(string) string) Loader[string] {
-	return func(ctx context.Context, key string) (string, error) {
-		calls.Add(1)
-		return value(key), nil
 	}
 }
 
