@@ -222,3 +222,50 @@ func TestFailedHolderReleases(t *testing.T) {
 		})
 	}
 }
+
+// TestStaleUnfilledLoadKeepsOutOfL1 covers the L1 half of promise 3 on the
+// path that fills L1 without L2: B waits out A's lease, loads by itself,
+// and an invalidation lands while B's loader runs. B may return what it
+// loaded, but its L1 must not keep it.
+func TestStaleUnfilledLoadKeepsOutOfL1(t *testing.T) {
+	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+		cs := nodes(t, s, 3, func(o *Options) { o.LeaseWait = 50 * time.Millisecond })
+		a, b, c := cs[0], cs[1], cs[2]
+		ctx := context.Background()
+		holdA := make(chan struct{})
+		aStarted, aDone := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(aDone)
+			_, _ = a.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) {
+				close(aStarted)
+				<-holdA
+				return "a", nil
+			})
+		}()
+		<-aStarted
+		bStarted, releaseB := make(chan struct{}), make(chan struct{})
+		bDone := make(chan struct{})
+		go func() {
+			defer close(bDone)
+			_, _ = b.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) {
+				close(bStarted)
+				<-releaseB
+				return "old", nil
+			})
+		}()
+		<-bStarted // B gave up on A's lease and loads by itself
+		before := b.Stats().Invalidations
+		if err := c.Delete(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, func() bool { return b.Stats().Invalidations > before }, "b heard the delete")
+		close(releaseB)
+		<-bDone
+		b.l1.Wait()
+		if v, _, ok := b.l1.Get("k"); ok {
+			t.Errorf("b's L1 serves %q loaded before a delete it has heard", v)
+		}
+		close(holdA)
+		<-aDone
+	})
+}
