@@ -12,9 +12,10 @@
 //     allocation, lock, clock read or network.
 //  2. A per-key flight: a caller that finds a load of the key in progress in
 //     this process waits for it instead of starting another.
-//  3. The flight's leader records the key's L1 epoch, then runs one Redis
-//     script that returns the value, or grants a lease (a token stored in
-//     the key itself), or reports that another node holds the lease.
+//  3. The flight's leader records the key's L1 epoch, then sends one Redis
+//     command (SET NX PX GET) that returns the value, or grants a lease (a
+//     token stored in the key itself), or reports that another node holds
+//     the lease.
 //  4. With the lease, it calls the loader and fills L2 with a script that
 //     writes only if the key still holds its token (a Set or Delete in the
 //     meantime removed it), then fills L1 only if the key's epoch is
@@ -27,8 +28,9 @@
 // # Writing
 //
 // [Cache.Set], [Cache.SetMany] and [Cache.Delete] write L2 and publish the
-// invalidation in one round trip, then invalidate this node's L1 (also when
-// the round trip failed). They never put the new value in L1. Commit to the
+// invalidation in one round trip (on Redis Cluster, the publish follows the
+// writes in a second one), then invalidate this node's L1 (also when the
+// round trip failed). They never put the new value in L1. Commit to the
 // source of truth first, then call them.
 //
 // # Staleness
