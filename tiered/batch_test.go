@@ -174,3 +174,53 @@ func TestGetOrLoadManyLoaderError(t *testing.T) {
 		t.Errorf("after a failed batch: %v, %v, LeaseWaits=%d; want b loaded without waiting", got, err, c.Stats().LeaseWaits)
 	}
 }
+
+// TestBatchMixedOutcomes: one GetOrLoadMany whose keys are an L2 hit, a
+// miss it leases, and a key another node is loading; each is handled on
+// its own and the loader sees only the leased key.
+func TestBatchMixedOutcomes(t *testing.T) {
+	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+		cs := nodes(t, s, 2, nil)
+		a, b := cs[0], cs[1]
+		ctx := context.Background()
+		if err := a.Set(ctx, "hit", "H"); err != nil {
+			t.Fatal(err)
+		}
+		holdB, bStarted := make(chan struct{}), make(chan struct{})
+		bDone := make(chan struct{})
+		go func() {
+			defer close(bDone)
+			_, _ = b.GetOrLoad(ctx, "held", func(context.Context, string) (string, error) {
+				close(bStarted)
+				<-holdB
+				return "from-b", nil
+			})
+		}()
+		<-bStarted
+		var asked [][]string
+		got := make(chan map[string]string, 1)
+		go func() {
+			m, err := a.GetOrLoadMany(ctx, []string{"hit", "miss", "held"}, func(_ context.Context, keys []string) (map[string]string, error) {
+				asked = append(asked, slices.Clone(keys))
+				return map[string]string{"miss": "from-a"}, nil
+			})
+			if err != nil {
+				t.Errorf("GetOrLoadMany: %v", err)
+			}
+			got <- m
+		}()
+		eventually(t, 5*time.Second, func() bool { return a.Stats().LeaseWaits == 1 }, "a waits on b's lease")
+		close(holdB)
+		<-bDone
+		m := <-got
+		if want := map[string]string{"hit": "H", "miss": "from-a", "held": "from-b"}; !maps.Equal(m, want) {
+			t.Errorf("GetOrLoadMany = %v, want %v", m, want)
+		}
+		if len(asked) != 1 || !slices.Equal(asked[0], []string{"miss"}) {
+			t.Errorf("loader asked %v, want one call with [miss]", asked)
+		}
+		if st := a.Stats(); st.LeaseWaitHits != 1 || st.LeasesGranted != 1 {
+			t.Errorf("LeaseWaitHits=%d LeasesGranted=%d, want 1 and 1", st.LeaseWaitHits, st.LeasesGranted)
+		}
+	})
+}

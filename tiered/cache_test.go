@@ -468,3 +468,29 @@ func TestCodecs(t *testing.T) {
 		})
 	}
 }
+
+// TestL1TTLCappedByL2 fills L1 from an entry with little L2 TTL left: L1
+// must let it go when L2 does, not after LocalTTL.
+func TestL1TTLCappedByL2(t *testing.T) {
+	s := redistest.Mini(t)
+	short := newNode[string](t, s, func(o *Options) { o.TTL = 300 * time.Millisecond })
+	long := newNode[string](t, s, func(o *Options) { o.TTL = time.Hour; o.LocalTTL = time.Hour })
+	ctx := context.Background()
+	if err := short.Set(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	warm(t, []*Cache[string]{long}, "k", "v")
+	// miniredis expires keys only when told; the cap must come from the
+	// expiry in the envelope, not from Redis removing the key.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, ok := long.l1.Get("k")
+		if !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("L1 still serves k 5s after its 300ms L2 TTL: the L1 TTL is not capped")
+		}
+		time.Sleep(time.Millisecond) // poll interval with a deadline
+	}
+}
