@@ -128,7 +128,8 @@ func (c *Cache[V]) Close() error {
 // Get returns the value of key from L1, or else from L2. A key that neither
 // tier has (or that holds a cached "not found") returns [ErrNotFound]. An L2
 // entry that cannot be decoded is a miss, counted in [Stats]. Redis errors
-// are returned wrapped. Get never calls a loader.
+// are returned wrapped. Get never calls a loader, and concurrent Gets of one
+// key that miss L1 each read L2; [Cache.GetOrLoad] coalesces them.
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 	if v, neg, ok := c.lookupL1(key); ok {
 		if neg {
