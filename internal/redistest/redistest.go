@@ -128,6 +128,7 @@ func (s *Server) start() error {
 		"--loglevel", "warning",
 	)
 	cmd.Args = append(cmd.Args, s.extra...)
+	dieWithParent(cmd)
 	var out strings.Builder
 	cmd.Stdout = &out
 	cmd.Stderr = &out
