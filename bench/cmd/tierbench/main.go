@@ -1,0 +1,39 @@
+// Command tierbench runs tiercache side by side with raw go-redis, raw
+// ristretto, go-redis/cache and rueidis client-side caching, and prints the
+// hot-path hit latency and the staleness after a write as plain-text tables.
+//
+//	cd bench && go run ./cmd/tierbench [-redis host:port] [-duration 2s] [-trials 200]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tiercache/tiercache/bench"
+)
+
+func main() { os.Exit(run()) }
+
+// run returns the exit code, so deferred cleanup (the redis-server child)
+// runs before the process exits.
+func run() int {
+	var c bench.Config
+	flag.StringVar(&c.Redis, "redis", "", "Redis host:port; empty starts a redis-server child on a free 127.0.0.1 port")
+	flag.DurationVar(&c.Duration, "duration", 0, "how long each hot-path case runs (default 2s)")
+	flag.IntVar(&c.Trials, "trials", 0, "staleness trials per library (default 200)")
+	flag.DurationVar(&c.StaleCap, "stale-cap", 0, "how long a staleness trial waits for the new value (default 2s)")
+	flag.Parse()
+
+	// Ctrl-C cancels the run; Run then returns and kills its redis-server.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := bench.Run(ctx, c, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "tierbench:", err)
+		return 1
+	}
+	return 0
+}

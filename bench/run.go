@@ -1,0 +1,166 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config is what one run measures. A zero field means its default.
+type Config struct {
+	// Redis is the host:port of the Redis to use. Default: empty, which
+	// starts a redis-server child on a free loopback port (see [StartRedis]).
+	Redis string
+	// Duration is how long each hot-path case runs. Default: 2s.
+	Duration time.Duration
+	// Trials is the number of staleness trials per library. Default: 200.
+	Trials int
+	// StaleCap is how long B may take to see a write before the trial
+	// counts as stale. Default: 2s.
+	StaleCap time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Duration == 0 {
+		c.Duration = 2 * time.Second
+	}
+	if c.Trials == 0 {
+		c.Trials = 200
+	}
+	if c.StaleCap == 0 {
+		c.StaleCap = 2 * time.Second
+	}
+	return c
+}
+
+// hotKey is the one key every hot-path case reads.
+const hotKey = "hot"
+
+// Run measures every library against one Redis and writes the tables to w.
+// It starts (and stops) a redis-server when c.Redis is empty; it returns
+// [ErrNoRedisServer] when that binary is missing.
+func Run(ctx context.Context, c Config, w io.Writer) error {
+	c = c.withDefaults()
+	if c.Trials < 1 || c.Duration < 0 || c.StaleCap < 0 {
+		return errors.New("bench: Trials, Duration and StaleCap must be positive")
+	}
+	addr := c.Redis
+	if addr == "" {
+		srv, err := StartRedis(ctx)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		addr = srv.Addr
+	}
+	version, err := redisVersion(ctx, addr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "tierbench: %s %s/%s, GOMAXPROCS=%d, NumCPU=%d, Redis %s at %s\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), version, addr)
+	fmt.Fprintf(w, "hot path: %v per case; staleness: %d trials, cap %v\n\n", c.Duration, c.Trials, c.StaleCap)
+
+	// One run ID keeps this run's staleness keys apart from an earlier
+	// run's on a shared -redis.
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	hot := table{header: []string{"library", "goroutines", "ns/op", "allocs/op", "ops", "errors", "note"}}
+	stale := table{header: []string{"library", "trials", "p50", "p99", "max", "stale > " + c.StaleCap.String(), "note"}}
+	for _, lib := range libraries() {
+		if lib.name == "rueidis" && major(version) < 6 {
+			hot.add(lib.name, "-", "-", "-", "-", "-", "skipped: needs Redis 6+")
+			stale.add(lib.name, "-", "-", "-", "-", "-", "skipped: needs Redis 6+")
+			continue
+		}
+		if err := runLibrary(ctx, c, lib, addr, run, &hot, &stale); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w, "1. Hot-path hit latency (one cached key, tight loop; ns/op = wall time / total ops)")
+	if err := hot.write(w); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "2. Staleness after a write (A writes, B reads until it sees the new value; time from A's write returning)")
+	return stale.write(w)
+}
+
+func runLibrary(ctx context.Context, c Config, lib library, addr, run string, hot, stale *table) error {
+	a, err := lib.newNode(addr)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	b, err := lib.newNode(addr)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+
+	// Hot path, on node A.
+	key := hotKey + ":" + run
+	if err := a.write(ctx, key, "value"); err != nil {
+		return fmt.Errorf("%s: write: %w", lib.name, err)
+	}
+	if err := warm(ctx, a, lib, key, "value", 2*time.Second); err != nil {
+		return err
+	}
+	counts := []int{1}
+	if p := runtime.GOMAXPROCS(0); p > 1 {
+		counts = append(counts, p)
+	}
+	for _, g := range counts {
+		r := measureHot(ctx, a, key, g, c.Duration)
+		hot.add(lib.name, strconv.Itoa(g), fmt.Sprintf("%.1f", r.nsPerOp()),
+			fmt.Sprintf("%.2f", r.allocsPerOp()), strconv.FormatInt(r.ops, 10),
+			strconv.FormatInt(r.errors, 10), lib.note)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+
+	if !lib.shared {
+		stale.add(lib.name, "-", "-", "-", "-", "-", "n/a: "+strings.TrimPrefix(lib.note, "baseline: "))
+		return nil
+	}
+	trials, err := measureStaleness(ctx, lib, a, b, c.Trials, c.StaleCap, lib.name+":"+run)
+	if err != nil {
+		return err
+	}
+	s := summarize(trials, c.StaleCap)
+	note := lib.note
+	if !lib.invalidates {
+		note += fmt.Sprintf("; trials run %d at a time", concurrentTrials)
+	}
+	stale.add(lib.name, strconv.Itoa(s.trials), s.p50, s.p99, s.max, strconv.Itoa(s.stale), note)
+	return nil
+}
+
+func redisVersion(ctx context.Context, addr string) (string, error) {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	info, err := rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return "", fmt.Errorf("redis INFO at %s: %w", addr, err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			return v, nil
+		}
+	}
+	return "unknown", nil
+}
+
+// major returns the major version of "7.0.15", or 0 if it cannot tell.
+func major(version string) int {
+	m, _, _ := strings.Cut(version, ".")
+	n, _ := strconv.Atoi(m)
+	return n
+}
