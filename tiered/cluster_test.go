@@ -80,3 +80,43 @@ func TestCluster(t *testing.T) {
 		t.Errorf("second node: %d values, %v, %d loads; want every key from L2, %d loads in all", len(m), err, loads.Load(), len(keys))
 	}
 }
+
+// TestSentinel runs writes, propagation and loads through Sentinel-backed
+// clients, as a service on a Sentinel deployment would.
+func TestSentinel(t *testing.T) {
+	sn := redistest.NewSentinel(t)
+	mk := func() *Cache[string] {
+		c, err := New[string](Options{
+			Redis:             sn.Client(t),
+			Namespace:         "sn",
+			HeartbeatInterval: 50 * time.Millisecond,
+			MaxStaleness:      time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		waitUsable(t, c)
+		return c
+	}
+	a, b := mk(), mk()
+	ctx := context.Background()
+	if err := a.Set(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	warm(t, []*Cache[string]{a, b}, "k", "v1")
+	if err := a.Set(ctx, "k", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, func() bool { v, _ := b.Get(ctx, "k"); return v == "v2" }, "b sees the Set through Sentinel")
+	var loads atomic.Int64
+	for _, c := range []*Cache[string]{a, b} {
+		v, err := c.GetOrLoad(ctx, "cold", func(context.Context, string) (string, error) { loads.Add(1); return "L", nil })
+		if err != nil || v != "L" {
+			t.Errorf("GetOrLoad(cold) = %q, %v", v, err)
+		}
+	}
+	if loads.Load() != 1 {
+		t.Errorf("loader ran %d times across two nodes, want 1", loads.Load())
+	}
+}

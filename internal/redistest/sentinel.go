@@ -1,0 +1,92 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// SentinelMaster is the master name the sentinel of [NewSentinel] monitors.
+const SentinelMaster = "tiercache"
+
+// Sentinel is a real redis-server master watched by one Redis Sentinel,
+// both processes this test started on loopback ports.
+type Sentinel struct {
+	// Master is the monitored server.
+	Master *Server
+	// Addr is the sentinel's host:port.
+	Addr string
+}
+
+// NewSentinel starts a master and a sentinel that monitors it (quorum 1),
+// and waits until the sentinel names the master. It skips, or fails when
+// TIERCACHE_REQUIRE_REDIS=1, without redis-server.
+func NewSentinel(tb testing.TB) *Sentinel {
+	tb.Helper()
+	master := Real(tb)
+	_, mport, _ := net.SplitHostPort(master.Addr)
+	// A sentinel rewrites its config file, so it gets one of its own.
+	conf := filepath.Join(tb.TempDir(), "sentinel.conf")
+	body := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %s 1\n", SentinelMaster, mport)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		tb.Fatalf("write sentinel config: %v", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		tb.Fatalf("find free port: %v", err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	cmd := exec.Command(master.bin, conf, "--sentinel", "--port", strconv.Itoa(port), "--bind", "127.0.0.1")
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start sentinel: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	tb.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+
+	sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
+	defer sc.Close()
+	// The sentinel answers once it has loaded its config; nothing signals
+	// that, so poll with a deadline.
+	deadline := time.Now().Add(startTimeout)
+	for {
+		got, err := sc.GetMasterAddrByName(context.Background(), SentinelMaster).Result()
+		if err == nil && len(got) == 2 && got[1] == mport {
+			break
+		}
+		select {
+		case err := <-exited:
+			tb.Fatalf("sentinel exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("sentinel on %s does not name the master after %v: %v %v", addr, startTimeout, got, err)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	return &Sentinel{Master: master, Addr: addr}
+}
+
+// Client returns a Sentinel-backed (failover) client, closed when the test
+// ends.
+func (s *Sentinel) Client(tb testing.TB) *redis.Client {
+	tb.Helper()
+	c := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:    SentinelMaster,
+		SentinelAddrs: []string{s.Addr},
+		DialTimeout:   time.Second,
+		ReadTimeout:   time.Second,
+		WriteTimeout:  time.Second,
+	})
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
