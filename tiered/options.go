@@ -44,7 +44,9 @@ type Options struct {
 	// Required.
 	Namespace string
 	// Bus is a shared invalidation bus (one per process is enough for every
-	// cache). The cache registers on it but never closes it. When nil, the
+	// cache). It must subscribe to the same Redis deployment as Redis, or
+	// it never hears this cache's writes. The cache registers on it but
+	// never closes it. When nil, the
 	// cache makes a bus of its own from Redis, MaxStaleness and
 	// HeartbeatInterval, and closes it in Close. Default: nil.
 	Bus *invalidation.Bus
