@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +34,14 @@ func NewCluster(tb testing.TB) *Cluster {
 	}
 	c := &Cluster{}
 	for range 3 {
+		// The bus port would default to port+10000, which nobody checked
+		// was free; pick one that is.
+		bus, err := freePort()
+		if err != nil {
+			tb.Fatalf("find free port: %v", err)
+		}
 		s := realWith(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000")
+			"--cluster-node-timeout", "5000", "--cluster-port", strconv.Itoa(bus))
 		c.nodes = append(c.nodes, s)
 		c.Addrs = append(c.Addrs, s.Addr)
 	}
