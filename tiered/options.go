@@ -84,7 +84,11 @@ type Options struct {
 	// Logger receives state changes (never per-request logs). Default: silent.
 	Logger *slog.Logger
 
-	// RedisTimeout bounds each Redis round trip. Default: 1s.
+	// RedisTimeout bounds each Redis round trip. go-redis enforces a
+	// context deadline on socket reads and writes only for clients created
+	// with ContextTimeoutEnabled; on other clients its ReadTimeout and
+	// WriteTimeout are what bound a call to an unresponsive server.
+	// Default: 1s.
 	RedisTimeout time.Duration
 	// MaxKeySize is the longest key accepted, in bytes. Default: 1024.
 	MaxKeySize int
