@@ -120,3 +120,44 @@ func TestSentinel(t *testing.T) {
 		t.Errorf("loader ran %d times across two nodes, want 1", loads.Load())
 	}
 }
+
+// TestSentinelFailover kills the master under two caches: the sentinel
+// promotes the replica, both buses reconnect and clear their L1, and a
+// write on the new master reaches the other node. Promise 5: the cache
+// heals by itself.
+func TestSentinelFailover(t *testing.T) {
+	sn := redistest.NewSentinelWithReplica(t)
+	mk := func() *Cache[string] {
+		c, err := New[string](Options{
+			Redis:             sn.Client(t),
+			Namespace:         "fo",
+			HeartbeatInterval: 50 * time.Millisecond,
+			MaxStaleness:      time.Second,
+			RedisTimeout:      300 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		waitUsable(t, c)
+		return c
+	}
+	a, b := mk(), mk()
+	ctx := context.Background()
+	if err := a.Set(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	warm(t, []*Cache[string]{a, b}, "k", "v1")
+	old := sn.Master.Addr
+	sn.Master.Kill(t)
+	eventually(t, 30*time.Second, func() bool { return sn.MasterAddr(t) != old }, "sentinel promoted the replica")
+	for i, c := range []*Cache[string]{a, b} {
+		eventually(t, 30*time.Second, func() bool { return c.Stats().Bus.Reconnects >= 1 && c.bus.Usable() },
+			fmt.Sprintf("node %d reconnected to the new master", i))
+	}
+	eventually(t, 30*time.Second, func() bool { return a.Set(ctx, "k", "v2") == nil }, "a writes to the new master")
+	eventually(t, 5*time.Second, func() bool { v, _ := b.Get(ctx, "k"); return v == "v2" }, "b sees the write made after the failover")
+	if b.Stats().Clears == 0 {
+		t.Errorf("b never cleared its L1 across the failover")
+	}
+}

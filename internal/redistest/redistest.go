@@ -243,6 +243,14 @@ func (s *Server) KillPubSubClients(tb testing.TB) int {
 	return int(n)
 }
 
+// Kill stops the server for good (SIGKILL), as a crash would; cleanup has
+// nothing left to do. It needs the real server.
+func (s *Server) Kill(tb testing.TB) {
+	tb.Helper()
+	s.needReal(tb, "Kill")
+	s.stop()
+}
+
 // Pause freezes the server process (SIGSTOP): connections stay open but
 // nothing is answered and nothing is delivered, as with a server stuck in a
 // long command or a stalled VM. It needs the real server. Call Resume to

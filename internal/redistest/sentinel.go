@@ -18,12 +18,28 @@ import (
 const SentinelMaster = "tiercache"
 
 // Sentinel is a real redis-server master watched by one Redis Sentinel,
-// both processes this test started on loopback ports.
+// both processes this test started on loopback ports, and optionally a
+// replica the sentinel promotes when the master dies.
 type Sentinel struct {
 	// Master is the monitored server.
 	Master *Server
+	// Replica replicates Master; nil unless made by NewSentinelWithReplica.
+	Replica *Server
 	// Addr is the sentinel's host:port.
 	Addr string
+}
+
+// NewSentinelWithReplica is NewSentinel plus a replica of the master, and a
+// sentinel that declares the master down after 500ms without answers, so
+// killing the master (Master.Kill) promotes the replica within seconds.
+func NewSentinelWithReplica(tb testing.TB) *Sentinel {
+	tb.Helper()
+	master := Real(tb)
+	host, port, _ := net.SplitHostPort(master.Addr)
+	replica := realWith(tb, "--replicaof", host, port)
+	return newSentinel(tb, master, replica,
+		"sentinel down-after-milliseconds "+SentinelMaster+" 500\n"+
+			"sentinel failover-timeout "+SentinelMaster+" 2000\n")
 }
 
 // NewSentinel starts a master and a sentinel that monitors it (quorum 1),
@@ -31,11 +47,15 @@ type Sentinel struct {
 // TIERCACHE_REQUIRE_REDIS=1, without redis-server.
 func NewSentinel(tb testing.TB) *Sentinel {
 	tb.Helper()
-	master := Real(tb)
+	return newSentinel(tb, Real(tb), nil, "")
+}
+
+func newSentinel(tb testing.TB, master, replica *Server, extraConf string) *Sentinel {
+	tb.Helper()
 	_, mport, _ := net.SplitHostPort(master.Addr)
 	// A sentinel rewrites its config file, so it gets one of its own.
 	conf := filepath.Join(tb.TempDir(), "sentinel.conf")
-	body := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %s 1\n", SentinelMaster, mport)
+	body := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %s 1\n", SentinelMaster, mport) + extraConf
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		tb.Fatalf("write sentinel config: %v", err)
 	}
@@ -73,7 +93,19 @@ func NewSentinel(tb testing.TB) *Sentinel {
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval
 	}
-	return &Sentinel{Master: master, Addr: addr}
+	return &Sentinel{Master: master, Replica: replica, Addr: addr}
+}
+
+// MasterAddr asks the sentinel which server is the master now.
+func (s *Sentinel) MasterAddr(tb testing.TB) string {
+	tb.Helper()
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
+	defer sc.Close()
+	got, err := sc.GetMasterAddrByName(context.Background(), SentinelMaster).Result()
+	if err != nil || len(got) != 2 {
+		tb.Fatalf("SENTINEL get-master-addr-by-name: %v %v", got, err)
+	}
+	return net.JoinHostPort(got[0], got[1])
 }
 
 // Client returns a Sentinel-backed (failover) client, closed when the test
