@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	pubsub "github.com/tiercache/tiercache/internal/publish"
 )
 
 // subscribe makes a subscription and reads its confirmation.
@@ -88,6 +90,9 @@ func (b *Bus) resubscribe() *redis.PubSub {
 			return nil
 		}
 		b.n.subscribeErrors.Add(1)
+		// On Cluster, the channel's master may have failed over; without
+		// a reload the client keeps dialing the dead one.
+		pubsub.Refresh(b.ctx, b.opts.Redis)
 		t.Reset(backoff)
 		select {
 		case <-b.ctx.Done():

@@ -12,10 +12,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Cluster is a Redis Cluster of three masters on loopback ports, each a
-// redis-server process this test started.
+// Cluster is a Redis Cluster of three masters (and, optionally, a replica
+// of each) on loopback ports, each a redis-server process this test
+// started.
 type Cluster struct {
-	// Addrs are the masters' host:port addresses.
+	// Addrs are the nodes' host:port addresses.
 	Addrs []string
 	nodes []*Server
 }
@@ -25,6 +26,30 @@ type Cluster struct {
 // redis-cli; without them it skips, or fails when TIERCACHE_REQUIRE_REDIS=1.
 func NewCluster(tb testing.TB) *Cluster {
 	tb.Helper()
+	return newCluster(tb, 0, 5000)
+}
+
+// NewClusterWithReplicas starts three masters with one replica each, for
+// failover tests ([Cluster.KillMaster]).
+func NewClusterWithReplicas(tb testing.TB) *Cluster {
+	tb.Helper()
+	return newCluster(tb, 1, 1000)
+}
+
+// Node returns the node at addr; it fails the test if there is none.
+func (c *Cluster) Node(tb testing.TB, addr string) *Server {
+	tb.Helper()
+	for _, n := range c.nodes {
+		if n.Addr == addr {
+			return n
+		}
+	}
+	tb.Fatalf("redistest: no cluster node at %s", addr)
+	return nil
+}
+
+func newCluster(tb testing.TB, replicas, nodeTimeoutMs int) *Cluster {
+	tb.Helper()
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		if os.Getenv(RequireEnv) == "1" {
@@ -33,7 +58,7 @@ func NewCluster(tb testing.TB) *Cluster {
 		tb.Skipf("redis-cli not on PATH (set %s=1 to make this a failure)", RequireEnv)
 	}
 	c := &Cluster{}
-	for range 3 {
+	for range 3 * (1 + replicas) {
 		// The bus port would default to port+10000, which nobody checked
 		// was free; pick one that is.
 		bus, err := freePort()
@@ -41,12 +66,12 @@ func NewCluster(tb testing.TB) *Cluster {
 			tb.Fatalf("find free port: %v", err)
 		}
 		s := realWith(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000", "--cluster-port", strconv.Itoa(bus))
+			"--cluster-node-timeout", strconv.Itoa(nodeTimeoutMs), "--cluster-port", strconv.Itoa(bus))
 		c.nodes = append(c.nodes, s)
 		c.Addrs = append(c.Addrs, s.Addr)
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	out, err := exec.Command(cli, args...).CombinedOutput()
 	if err != nil {
 		tb.Fatalf("redis-cli --cluster create: %v: %s", err, out)
@@ -101,4 +126,61 @@ func realWith(tb testing.TB, extra ...string) *Server {
 		tb.Fatalf("start redis-server %v: %v", extra, err)
 	}
 	return s
+}
+
+// KillMaster kills the master at addr, as a crash would, and has its
+// replica take over its slots (CLUSTER FAILOVER TAKEOVER, which needs no
+// vote), then waits until the new master reports cluster_state:ok. It
+// returns the new master's address. The cluster must come from
+// NewClusterWithReplicas.
+func (c *Cluster) KillMaster(tb testing.TB, addr string) string {
+	tb.Helper()
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	id, err := rc.Do(ctx, "CLUSTER", "MYID").Text()
+	rc.Close()
+	if err != nil {
+		tb.Fatalf("CLUSTER MYID on %s: %v", addr, err)
+	}
+	c.Node(tb, addr).Kill(tb)
+	var replica string
+	for _, a := range c.Addrs {
+		if a == addr {
+			continue
+		}
+		n := redis.NewClient(&redis.Options{Addr: a})
+		nodes, err := n.ClusterNodes(ctx).Result()
+		n.Close()
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(nodes, "\n") {
+			f := strings.Fields(line)
+			if len(f) > 3 && strings.Contains(f[2], "slave") && f[3] == id {
+				replica = strings.Split(f[1], "@")[0]
+			}
+		}
+		break
+	}
+	if replica == "" {
+		tb.Fatalf("no replica of %s (%s) found", addr, id)
+	}
+	r := redis.NewClient(&redis.Options{Addr: replica})
+	defer r.Close()
+	if err := r.Do(ctx, "CLUSTER", "FAILOVER", "TAKEOVER").Err(); err != nil {
+		tb.Fatalf("CLUSTER FAILOVER TAKEOVER on %s: %v", replica, err)
+	}
+	// The takeover spreads through gossip; nothing announces its end.
+	deadline := time.Now().Add(startTimeout)
+	for {
+		info, _ := r.ClusterInfo(ctx).Result()
+		role, _ := r.Do(ctx, "ROLE").Slice()
+		if strings.Contains(info, "cluster_state:ok") && len(role) > 0 && role[0] == "master" {
+			return replica
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("replica %s not an ok master after %v: %s", replica, startTimeout, info)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
 }
