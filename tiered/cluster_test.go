@@ -17,21 +17,7 @@ import (
 // nodes.
 func TestCluster(t *testing.T) {
 	cl := redistest.NewCluster(t)
-	mk := func() *Cache[string] {
-		c, err := New[string](Options{
-			Redis:             cl.Client(t),
-			Namespace:         "cl",
-			HeartbeatInterval: 50 * time.Millisecond,
-			MaxStaleness:      time.Second,
-			DisableJitter:     true,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		waitUsable(t, c)
-		return c
-	}
+	mk := func() *Cache[string] { return newCacheOn(t, cl.Client(t), nil) }
 	a, b := mk(), mk()
 	ctx := context.Background()
 
@@ -85,20 +71,7 @@ func TestCluster(t *testing.T) {
 // clients, as a service on a Sentinel deployment would.
 func TestSentinel(t *testing.T) {
 	sn := redistest.NewSentinel(t)
-	mk := func() *Cache[string] {
-		c, err := New[string](Options{
-			Redis:             sn.Client(t),
-			Namespace:         "sn",
-			HeartbeatInterval: 50 * time.Millisecond,
-			MaxStaleness:      time.Second,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		waitUsable(t, c)
-		return c
-	}
+	mk := func() *Cache[string] { return newCacheOn(t, sn.Client(t), nil) }
 	a, b := mk(), mk()
 	ctx := context.Background()
 	if err := a.Set(ctx, "k", "v1"); err != nil {
@@ -127,21 +100,7 @@ func TestSentinel(t *testing.T) {
 // heals by itself.
 func TestSentinelFailover(t *testing.T) {
 	sn := redistest.NewSentinelWithReplica(t)
-	mk := func() *Cache[string] {
-		c, err := New[string](Options{
-			Redis:             sn.Client(t),
-			Namespace:         "fo",
-			HeartbeatInterval: 50 * time.Millisecond,
-			MaxStaleness:      time.Second,
-			RedisTimeout:      300 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		waitUsable(t, c)
-		return c
-	}
+	mk := func() *Cache[string] { return newCacheOn(t, sn.Client(t), nil) }
 	a, b := mk(), mk()
 	ctx := context.Background()
 	if err := a.Set(ctx, "k", "v1"); err != nil {

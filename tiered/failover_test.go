@@ -14,21 +14,7 @@ import (
 // clear their L1, and a write reaches the other node again.
 func TestClusterFailover(t *testing.T) {
 	cl := redistest.NewClusterWithReplicas(t)
-	mk := func() *Cache[string] {
-		c, err := New[string](Options{
-			Redis:             cl.Client(t),
-			Namespace:         "fo",
-			HeartbeatInterval: 50 * time.Millisecond,
-			MaxStaleness:      time.Second,
-			RedisTimeout:      300 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		waitUsable(t, c)
-		return c
-	}
+	mk := func() *Cache[string] { return newCacheOn(t, cl.Client(t), nil) }
 	a, b := mk(), mk()
 	ctx := context.Background()
 	if err := a.Set(ctx, "k", "v1"); err != nil {

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
@@ -18,6 +20,30 @@ func testOptions(s *redistest.Server, t testing.TB) Options {
 		LeaseWait:         time.Second,
 		DisableJitter:     true,
 	}
+}
+
+// newCacheOn makes a cache with its own bus on rdb (a Cluster or
+// Sentinel client), with testOptions' timings, and closes it at cleanup.
+func newCacheOn(t testing.TB, rdb redis.UniversalClient, mod func(*Options)) *Cache[string] {
+	t.Helper()
+	o := Options{
+		Redis:             rdb,
+		Namespace:         "test",
+		HeartbeatInterval: 50 * time.Millisecond,
+		MaxStaleness:      time.Second,
+		RedisTimeout:      300 * time.Millisecond,
+		DisableJitter:     true,
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := New[string](o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	waitUsable(t, c)
+	return c
 }
 
 // newNode makes a cache with its own client and its own bus, as a separate
