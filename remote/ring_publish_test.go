@@ -12,15 +12,12 @@ import (
 	"github.com/tiercache/tiercache/remote"
 )
 
-// TestReviewRingWriteMessageLost: on a *redis.Ring (topoSharded, "any other
-// client ... which every client can route"), Store.Write queues PUBLISH in a
-// plain pipeline. PUBLISH is keyless, so Ring's generalProcessPipeline hashes
-// cmd.stringArg(0), the literal "publish", and sends every such PUBLISH to
-// the shard owning the key "publish", while Ring.Subscribe and Ring.Publish
-// (the bus's heartbeats) use the channel's shard. Ring shards are independent servers: messages
-// sent to another shard reach no subscriber. The bus still hears its own
-// heartbeats and stays Usable.
-func TestReviewRingWriteMessageLost(t *testing.T) {
+// TestRingWriteMessageDelivered: on a *redis.Ring every invalidation a
+// Write publishes reaches the channel's subscribers. A PUBLISH queued in a
+// plain Ring pipeline is routed by hashing the word "publish", not the
+// channel, so it lands on a shard nobody subscribed on, while the bus's
+// heartbeats (Ring.Publish) keep it looking healthy.
+func TestRingWriteMessageDelivered(t *testing.T) {
 	s1, s2 := redistest.Mini(t), redistest.Mini(t)
 	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": s1.Addr, "b": s2.Addr}})
 	t.Cleanup(func() { _ = ring.Close() })

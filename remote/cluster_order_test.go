@@ -36,14 +36,13 @@ func (h slowSetHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	}
 }
 
-// TestReviewClusterWritePublishesBeforeSet shows that on Redis Cluster
-// Store.Write sends PUBLISH (a keyless command, routed round-robin) to
-// another master than the key's, in parallel with the SET. A peer can
-// receive the invalidation before the SET executes; a peer that refills
-// its L1 on that invalidation (any read right after) reads the OLD value
-// from L2 and keeps serving it, with an epoch newer than the invalidation,
-// until LocalTTL: promise 2 is broken, not just delayed.
-func TestReviewClusterWritePublishesBeforeSet(t *testing.T) {
+// TestClusterWritePublishesAfterSet: on Redis Cluster a subscriber must
+// not hear of a write before the write executed, even when the key's
+// shard answers slowly. A plain pipeline would send PUBLISH (keyless,
+// routed to any master) in parallel with the SET; a peer refilling its L1
+// on that early message would read the old value from L2 and keep it, with
+// an epoch newer than the invalidation, until LocalTTL.
+func TestClusterWritePublishesAfterSet(t *testing.T) {
 	cc := startCluster(t, 3)
 	reader := newStore(t, cc, remote.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
