@@ -121,6 +121,9 @@ func (b *Bus) receive(payload string, keys []string) []string {
 	ev := b.applyLocked(&m, now)
 	b.mu.Unlock()
 	b.log(ev)
+	// The keys are substrings of the payload: dropping them lets the
+	// payload go, while the slice's capacity is kept for the next message.
+	clear(m.keys)
 	return m.keys
 }
 

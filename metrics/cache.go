@@ -120,7 +120,7 @@ func NewCacheCollector(c CacheSource) prometheus.Collector {
 	b.counter("", "load_dedupes_total", "Callers that joined a load of the same key already running in this process.",
 		func(s *S) uint64 { return s.Dedupes })
 	b.counter("", "lease_grants_total", "Keys this node took the L2 lease on, and so loads for the whole cluster.",
-		func(s *S) uint64 { return s.LeasesGranted })
+		func(s *S) uint64 { return s.L2.LeasesGranted })
 	b.counter("", "lease_waits_total", "Keys found leased by another node, whose load this node then waited for.",
 		func(s *S) uint64 { return s.LeaseWaits })
 	b.counter("", "lease_wait_hits_total", "Keys answered by another node's load after waiting on its lease: cross-node dedupes.",
@@ -128,7 +128,7 @@ func NewCacheCollector(c CacheSource) prometheus.Collector {
 	b.counter("", "lease_fallbacks_total", "Keys loaded here without filling L2 because another node's lease outlived LeaseWait.",
 		func(s *S) uint64 { return s.LeaseFallbacks })
 	b.counter("", "fills_refused_total", "Loaded values not stored because a write killed the lease during the load.",
-		func(s *S) uint64 { return s.FillsRefused })
+		func(s *S) uint64 { return s.L2.FillsRefused })
 	b.counter("", "oversize_values_total", "Loaded values too large to cache, served uncached.",
 		func(s *S) uint64 { return s.Oversize })
 	b.histogram("", "load_duration_seconds", "Loader call latency.",

@@ -219,8 +219,8 @@ func TestBatchMixedOutcomes(t *testing.T) {
 		if len(asked) != 1 || !slices.Equal(asked[0], []string{"miss"}) {
 			t.Errorf("loader asked %v, want one call with [miss]", asked)
 		}
-		if st := a.Stats(); st.LeaseWaitHits != 1 || st.LeasesGranted != 1 {
-			t.Errorf("LeaseWaitHits=%d LeasesGranted=%d, want 1 and 1", st.LeaseWaitHits, st.LeasesGranted)
+		if st := a.Stats(); st.LeaseWaitHits != 1 || st.L2.LeasesGranted != 1 {
+			t.Errorf("LeaseWaitHits=%d LeasesGranted=%d, want 1 and 1", st.LeaseWaitHits, st.L2.LeasesGranted)
 		}
 	})
 }

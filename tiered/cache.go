@@ -166,10 +166,7 @@ func (c *Cache[V]) getL2(ctx context.Context, key string) (V, error) {
 		return zero, err
 	}
 	c.fails.success(c.opts.Logger, c.opts.Namespace)
-	if !ok {
-		if err != nil {
-			c.st.decodeErrors.Add(1)
-		}
+	if !ok { // a decode error is counted by remote
 		c.st.l2Misses.Add(1)
 		return zero, ErrNotFound
 	}
@@ -189,8 +186,7 @@ func (c *Cache[V]) accept(key string, it remote.Item, st local.Stamp) (v V, neg 
 		c.fillNegative(key, it.Size, it.TTL, st)
 		return v, true, nil
 	}
-	if err := c.l2.Decode(it, &v); err != nil {
-		c.st.decodeErrors.Add(1)
+	if err := c.l2.Decode(it, &v); err != nil { // counted by remote
 		return v, false, err
 	}
 	c.fill(key, v, it.Size, it.TTL, st)

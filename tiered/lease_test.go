@@ -50,8 +50,8 @@ func TestStaleSetAcrossNodes(t *testing.T) {
 				t.Errorf("node %d: GetOrLoad after delete = %q, %v; want new", i, got, err)
 			}
 		}
-		if a.Stats().FillsRefused != 1 {
-			t.Errorf("a.FillsRefused = %d, want 1", a.Stats().FillsRefused)
+		if a.Stats().L2.FillsRefused != 1 {
+			t.Errorf("a.FillsRefused = %d, want 1", a.Stats().L2.FillsRefused)
 		}
 	})
 }
@@ -84,7 +84,7 @@ func TestStampede(t *testing.T) {
 		var granted, waits, waitHits, fallbacks uint64
 		for _, c := range cs {
 			st := c.Stats()
-			granted, waits, waitHits, fallbacks = granted+st.LeasesGranted, waits+st.LeaseWaits, waitHits+st.LeaseWaitHits, fallbacks+st.LeaseFallbacks
+			granted, waits, waitHits, fallbacks = granted+st.L2.LeasesGranted, waits+st.LeaseWaits, waitHits+st.LeaseWaitHits, fallbacks+st.LeaseFallbacks
 		}
 		if granted != 1 || fallbacks != 0 || waitHits != waits {
 			t.Errorf("LeasesGranted=%d LeaseFallbacks=%d LeaseWaits=%d LeaseWaitHits=%d; want 1, 0 and every wait answered",
@@ -215,8 +215,8 @@ func TestFailedHolderReleases(t *testing.T) {
 				if v := <-got; v != "from-b" {
 					t.Errorf("b.GetOrLoad = %q, want from-b", v)
 				}
-				if st := b.Stats(); st.LeaseFallbacks != 0 || st.LeasesGranted != 1 {
-					t.Errorf("b: LeaseFallbacks=%d LeasesGranted=%d; want 0 and 1 (took over the released lease)", st.LeaseFallbacks, st.LeasesGranted)
+				if st := b.Stats(); st.LeaseFallbacks != 0 || st.L2.LeasesGranted != 1 {
+					t.Errorf("b: LeaseFallbacks=%d LeasesGranted=%d; want 0 and 1 (took over the released lease)", st.LeaseFallbacks, st.L2.LeasesGranted)
 				}
 			})
 		})

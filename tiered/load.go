@@ -105,6 +105,12 @@ type job[V any] struct {
 // from the caller's cancellation like the rest of the load, so the leading
 // caller notices its own cancellation only after it. Keys that need a
 // loader, or must wait for another node's, go on to a load goroutine.
+//
+// lead does not check L1 again first, unlike groupcache's load. There, the
+// re-check keeps a flight that starts just after another one ended from
+// loading twice; here the next step is L2, which already holds what that
+// flight loaded, so a re-check would save one round trip in a rare race
+// while counting every L1 miss twice.
 func (c *Cache[V]) lead(callerCtx context.Context, keys []string, fs []*flight[V], load BatchLoader[V]) {
 	j := &job[V]{keys: keys, fs: fs, load: load, stamps: make([]local.Stamp, len(keys))}
 	// Stamps are taken before anything is read, so an invalidation that
@@ -112,20 +118,7 @@ func (c *Cache[V]) lead(callerCtx context.Context, keys []string, fs []*flight[V
 	for i, k := range keys {
 		j.stamps[i] = c.l1.Stamp(k)
 	}
-	ctx := context.WithoutCancel(callerCtx)
-	var leases []remote.Lease
-	var err error
-	if len(keys) == 1 {
-		var l remote.Lease
-		l, err = c.l2.GetOrLease(ctx, keys[0], c.opts.LeaseTTL)
-		leases = []remote.Lease{l}
-	} else {
-		leases, err = c.l2.GetOrLeaseMany(ctx, keys, c.opts.LeaseTTL)
-	}
-	if leases == nil { // bad input: load everything without L2
-		leases = make([]remote.Lease, len(keys))
-	}
-	c.noteLeaseRound(err)
+	leases := c.leaseRound(context.WithoutCancel(callerCtx), keys)
 	for i, l := range leases {
 		if l.State == remote.LeaseHit {
 			c.st.l2Hits.Add(1)
@@ -143,16 +136,30 @@ func (c *Cache[V]) lead(callerCtx context.Context, keys []string, fs []*flight[V
 	}
 }
 
-// noteLeaseRound counts the outcome of one lease round trip.
-func (c *Cache[V]) noteLeaseRound(err error) {
+// leaseRound reads keys from L2 in one round trip, taking a lease on each
+// missing one, and counts the outcome. A key whose command failed, or whose
+// bytes do not decode, has the zero Lease.
+func (c *Cache[V]) leaseRound(ctx context.Context, keys []string) []remote.Lease {
+	var leases []remote.Lease
+	var err error
+	if len(keys) == 1 { // a plain command, not a pipeline of one
+		var l remote.Lease
+		l, err = c.l2.GetOrLease(ctx, keys[0], c.opts.LeaseTTL)
+		leases = []remote.Lease{l}
+	} else {
+		leases, err = c.l2.GetOrLeaseMany(ctx, keys, c.opts.LeaseTTL)
+	}
+	if leases == nil { // bad input, which Redis never saw: nothing leased
+		leases = make([]remote.Lease, len(keys))
+	}
 	switch {
-	case isDecodeError(err):
-		c.st.decodeErrors.Add(1) // that key is handled as garbled
+	case isDecodeError(err): // counted by remote; the key is loaded unfilled
 	case err != nil:
 		c.l2Failed("lease", err)
 	default:
 		c.fails.success(c.opts.Logger, c.opts.Namespace)
 	}
+	return leases
 }
 
 // startLoad runs the rest of j in a goroutine owned by the cache: counted
@@ -216,12 +223,6 @@ func (c *Cache[V]) aborted(ctx context.Context) error {
 	return fmt.Errorf("tiered: load timed out after %v: %w", c.opts.LoadTimeout, ctx.Err())
 }
 
-// The flight does not check L1 again before L2, unlike groupcache's load.
-// There, the re-check keeps a flight that starts just after another one
-// ended from loading twice; here the next step is L2, which already holds
-// what that flight loaded, so a re-check would save one round trip in a
-// rare race while counting every L1 miss twice.
-
 // maxPoll caps the interval between two polls of a key another node is
 // loading: one cheap GET per waiting key and node every 10 ms at most, so a
 // waiter sees the value at most 10 ms after it lands.
@@ -233,16 +234,9 @@ const maxPoll = 10 * time.Millisecond
 func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUntil time.Time) {
 	backoff := time.Millisecond
 	for round := 0; len(pending) > 0; round++ {
-		leases := j.first // round 0 was taken by lead
+		leases := j.first // round 0 was taken by lead, which kept no hits
 		if round > 0 {
-			var err error
-			leases, err = c.l2.GetOrLeaseMany(ctx, pick(j.keys, pending), c.opts.LeaseTTL)
-			if leases == nil { // bad input: Redis was not asked
-				c.l2Failed("lease", err)
-				c.loadUnfilled(ctx, j, pending)
-				return
-			}
-			c.noteLeaseRound(err)
+			leases = c.leaseRound(ctx, pick(j.keys, pending))
 		}
 		var granted, held, garbled []int
 		var tokens [][]byte
@@ -255,13 +249,10 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 					garbled = append(garbled, i)
 					continue
 				}
-				if round > 0 {
-					c.st.leaseWaitHits.Add(1)
-				}
+				c.st.leaseWaitHits.Add(1) // only polls of held keys see hits here
 				c.flight.finish(j.keys[i], j.fs[i], result[V]{val: v, neg: neg})
 			case remote.LeaseGranted:
 				c.st.l2Misses.Add(1)
-				c.st.leasesGranted.Add(1)
 				granted = append(granted, i)
 				tokens = append(tokens, l.Token)
 			case remote.LeaseHeld:
@@ -373,8 +364,8 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 			}
 		case err == nil:
 			// A Set or Delete killed our lease while we loaded: what we
-			// loaded may be older than that write, so it goes nowhere.
-			c.st.fillsRefused.Add(1)
+			// loaded may be older than that write, so it goes nowhere
+			// (remote counts it in FillsRefused).
 		default:
 			// The fill's fate is unknown; release in case it did not land.
 			unfilled, unfilledTokens = append(unfilled, k), append(unfilledTokens, ops[m].Token)

@@ -19,15 +19,12 @@ type counters struct {
 	loadFound      atomic.Uint64
 	leaseWaitHits  atomic.Uint64
 	l2Errors       atomic.Uint64
-	decodeErrors   atomic.Uint64
 	loads          atomic.Uint64
 	loadErrors     atomic.Uint64
 	panics         atomic.Uint64
 	dedupes        atomic.Uint64
-	leasesGranted  atomic.Uint64
 	leaseWaits     atomic.Uint64
 	leaseFallbacks atomic.Uint64
-	fillsRefused   atomic.Uint64
 	oversize       atomic.Uint64
 	encodeErrors   atomic.Uint64
 	writes         atomic.Uint64
@@ -46,8 +43,10 @@ type Stats struct {
 	// L1 holds the in-process tier's counters: hits, misses, sets, dropped
 	// sets, stamp rejections, evictions, cost.
 	L1 local.Stats
-	// L2 holds the Redis tier's counters: round trips, errors, decode
-	// errors, bytes, leases.
+	// L2 holds the Redis tier's counters: round trips, errors, bytes, decode
+	// errors (entries read as misses because they would not decode), leases
+	// granted, and fills refused because a write killed the lease during
+	// the load.
 	L2 remote.Stats
 	// Bus holds the invalidation bus's counters (shared by every cache on
 	// a shared bus).
@@ -62,23 +61,18 @@ type Stats struct {
 	// L2Errors counts Redis failures on the read path, each served by the
 	// loader or returned.
 	L2Errors uint64
-	// DecodeErrors counts L2 entries that would not decode, read as misses.
-	DecodeErrors uint64
 	// Loads counts loader calls (a batch call counts once); LoadErrors and
 	// Panics count the failed ones. LoadFound and LoadNotFound count keys a
 	// successful loader call returned with a value and without one.
 	Loads, LoadErrors, Panics, LoadFound, LoadNotFound uint64
 	// Dedupes counts callers that joined a load already running here.
 	Dedupes uint64
-	// LeasesGranted counts keys this node took a lease on. LeaseWaits
-	// counts keys found leased by another node; of those, LeaseWaitHits
+	// LeaseWaits counts keys found leased by another node (L2.LeasesGranted
+	// counts the keys this node leased); of those, LeaseWaitHits
 	// were answered by that node's load (a cross-node dedupe) and
 	// LeaseFallbacks were loaded here, without filling L2, because the lease
 	// outlived LeaseWait. The rest took over a released lease.
-	LeasesGranted, LeaseWaits, LeaseWaitHits, LeaseFallbacks uint64
-	// FillsRefused counts loaded values not stored because a write killed
-	// the lease during the load.
-	FillsRefused uint64
+	LeaseWaits, LeaseWaitHits, LeaseFallbacks uint64
 	// Oversize counts loaded values too large to cache; EncodeErrors counts
 	// loaded values the codec could not encode. Both are served uncached.
 	Oversize, EncodeErrors uint64
@@ -104,7 +98,6 @@ func (c *Cache[V]) Stats() Stats {
 		L2Hits:         c.st.l2Hits.Load(),
 		L2Misses:       c.st.l2Misses.Load(),
 		L2Errors:       c.st.l2Errors.Load(),
-		DecodeErrors:   c.st.decodeErrors.Load(),
 		Loads:          c.st.loads.Load(),
 		LoadErrors:     c.st.loadErrors.Load(),
 		Panics:         c.st.panics.Load(),
@@ -112,10 +105,8 @@ func (c *Cache[V]) Stats() Stats {
 		LoadFound:      c.st.loadFound.Load(),
 		LeaseWaitHits:  c.st.leaseWaitHits.Load(),
 		Dedupes:        c.st.dedupes.Load(),
-		LeasesGranted:  c.st.leasesGranted.Load(),
 		LeaseWaits:     c.st.leaseWaits.Load(),
 		LeaseFallbacks: c.st.leaseFallbacks.Load(),
-		FillsRefused:   c.st.fillsRefused.Load(),
 		Oversize:       c.st.oversize.Load(),
 		EncodeErrors:   c.st.encodeErrors.Load(),
 		Writes:         c.st.writes.Load(),
