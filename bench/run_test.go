@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -11,9 +12,7 @@ import (
 // TestRunSmoke runs the whole benchmark briefly against a redis-server
 // child. It checks that every library produced a row, never any speed.
 func TestRunSmoke(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not on PATH; install it (apt-get install redis-server) to run the smoke test")
-	}
+	needRedisServer(t)
 	if testing.Short() {
 		t.Skip("smoke run skipped in -short mode")
 	}
@@ -33,9 +32,7 @@ func TestRunSmoke(t *testing.T) {
 }
 
 func TestStartRedisClose(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not on PATH; install it (apt-get install redis-server) to run this test")
-	}
+	needRedisServer(t)
 	srv, err := StartRedis(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -45,5 +42,17 @@ func TestStartRedisClose(t *testing.T) {
 	srv.Close() // idempotent
 	if _, err := redisVersion(context.Background(), srv.Addr); err == nil {
 		t.Errorf("redis-server (pid %d) at %s still answers after Close", pid, srv.Addr)
+	}
+}
+
+// needRedisServer skips a test that needs redis-server when it is missing,
+// or fails it when TIERCACHE_REQUIRE_REDIS=1, as CI sets.
+func needRedisServer(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("TIERCACHE_REQUIRE_REDIS") == "1" {
+			t.Fatalf("redis-server not on PATH and TIERCACHE_REQUIRE_REDIS=1: %v", err)
+		}
+		t.Skip("redis-server not on PATH; install it (apt-get install redis-server) to run this test")
 	}
 }
