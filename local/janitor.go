@@ -3,8 +3,9 @@ package local
 import "time"
 
 const (
-	// tick is the resolution of the coarse clock that Get checks expiry
-	// against: entries may be served up to one tick late.
+	// tick is the resolution of the coarse clock that Fill stamps expiry
+	// with and Get checks it against: an entry lives its ttl give or take
+	// one tick.
 	tick = 10 * time.Millisecond
 
 	// delQueue is the capacity of the janitor's Del queue. One bus message
