@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,10 @@ type Bus struct {
 	opts   Options
 	nodeID string    // nodeIDLen random bytes: the origin of our messages
 	start  time.Time // origin of the monotonic times below (see mono)
+	// beats is this bus's own heartbeat channel (see beatChannel): only this
+	// bus subscribes to it, so a heartbeat costs one delivery, not one per
+	// node.
+	beatCh string
 
 	usable atomic.Bool   // read by Usable; written under mu
 	seq    atomic.Uint64 // last invalidation sequence number handed out
@@ -57,6 +62,7 @@ type Bus struct {
 	handlers map[string][]*Registration
 	live     liveness
 	peers    peerTable
+	failed   failedWrites
 
 	n    counters
 	lag  histogram.Histogram
@@ -79,6 +85,7 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 	b := &Bus{
 		opts:     o,
 		nodeID:   string(id),
+		beatCh:   beatChannel(o.Channel, id),
 		start:    time.Now(),
 		kick:     make(chan struct{}, 1),
 		ready:    make(chan struct{}),
@@ -117,8 +124,11 @@ type Registration struct {
 }
 
 // Register adds h to the handlers of namespace. Several handlers may share a
-// namespace; each gets every message for it. It returns [ErrClosed] after
-// [Bus.Close], and an error for an empty namespace or a nil h.
+// namespace; each gets every message for it, the ones this bus's own node
+// published included (see [Bus.Message]), and each is told of its
+// siblings' writes at once through [Registration.Local]. It returns
+// [ErrClosed] after [Bus.Close], and an error for an empty namespace or a
+// nil h.
 func (b *Bus) Register(namespace string, h Handler) (*Registration, error) {
 	if namespace == "" {
 		return nil, errors.New("invalidation: Register: empty namespace")
@@ -134,6 +144,33 @@ func (b *Bus) Register(namespace string, h Handler) (*Registration, error) {
 	r := &Registration{b: b, ns: namespace, h: h}
 	b.handlers[namespace] = append(b.handlers[namespace], r)
 	return r, nil
+}
+
+// Local applies an invalidation made on this node (op [OpDelete] with keys,
+// or [OpClear]) to every other handler registered for r's namespace on
+// this bus, synchronously: a cache that wrote calls it after its round
+// trip, so that a sibling cache of the namespace in the same process stops
+// serving the old value at once rather than when the message comes back.
+// It does nothing after r or the bus is closed. Like handlers, it must not
+// be called from a handler.
+func (r *Registration) Local(op Op, keys []string) {
+	b := r.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r.closed || b.closed {
+		return
+	}
+	for _, x := range b.handlers[r.ns] {
+		if x == r {
+			continue
+		}
+		switch op {
+		case OpDelete:
+			x.h.Invalidate(keys)
+		case OpClear:
+			x.h.InvalidateAll()
+		}
+	}
 }
 
 // Close unregisters the handler. After it returns the handler is never
@@ -173,8 +210,11 @@ func (b *Bus) Usable() bool { return b.usable.Load() }
 // its next sequence number, for the caller to publish on [Bus.Channel]. op is
 // [OpDelete] or [OpClear] (which ignores keys). Publish every message handed
 // out: peers take a sequence number that never arrives for a lost message and
-// clear their L1 after GapGrace. The bus does not apply the message to its
-// own handlers, and skips it when it comes back.
+// clear their L1 after GapGrace.
+//
+// The bus skips the message when it comes back: the writer drops the keys
+// from its own caches after the round trip. If the round trip failed, tell
+// the bus with [Bus.WriteFailed].
 func (b *Bus) Message(namespace string, op Op, keys []string) []byte {
 	b.n.messages.Add(1)
 	b.n.messageKeys.Add(uint64(len(keys)))
@@ -189,8 +229,58 @@ func (b *Bus) Message(namespace string, op Op, keys []string) []byte {
 	return appendMessage(nil, &m)
 }
 
+// WriteFailed tells the bus that the round trip of the write msg
+// announces failed, so the write may still land later (a timeout, a lost
+// reply, a request held up in the network). When msg comes back the bus
+// then applies it to every handler of its namespace on this node, the
+// writer's own included: the writer dropped the keys after its round trip,
+// but may have refilled them from the old L2 value before the write
+// landed, and the message, which travels with the write (remote's Write),
+// is the only news of it. msg must come from [Bus.Message] on this bus;
+// anything else is ignored. The bus remembers the last maxFailedWrites
+// such messages.
+func (b *Bus) WriteFailed(msg []byte) {
+	m, err := decodeMessage(string(msg), nil)
+	if err != nil || m.origin != b.nodeID || m.op == opHeartbeat {
+		return
+	}
+	b.mu.Lock()
+	b.failed.add(m.seq)
+	b.mu.Unlock()
+}
+
+// MaxStaleness returns Options.MaxStaleness, with its default applied.
+func (b *Bus) MaxStaleness() time.Duration { return b.opts.MaxStaleness }
+
 // Channel returns the pub/sub channel the bus listens on.
 func (b *Bus) Channel() string { return b.opts.Channel }
+
+// beatChannel names the heartbeat channel of node id on channel. Only that
+// node subscribes to it, so heartbeats cost O(nodes) deliveries in all
+// rather than O(nodes²). It is subscribed on the same connection as
+// channel, so Redis delivers both in the order it executed the PUBLISHes,
+// which is what lets a heartbeat prove the invalidations before it arrived.
+// The name carries channel's hash tag (or makes channel the tag) so that
+// Redis Cluster and Ring map it to channel's slot and shard: go-redis
+// subscribes on the node of whichever channel it lists first.
+func beatChannel(channel string, id []byte) string {
+	tag := channel
+	if hasHashTag(channel) {
+		return channel + ":hb:" + hex.EncodeToString(id)
+	}
+	return "{" + tag + "}:hb:" + hex.EncodeToString(id)
+}
+
+// hasHashTag reports whether key has a Redis Cluster hash tag: a "{" with a
+// later "}" and something between them.
+func hasHashTag(key string) bool {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return false
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	return end > 0
+}
 
 // NodeID returns this bus's random node id in hex.
 func (b *Bus) NodeID() string { return hex.EncodeToString([]byte(b.nodeID)) }

@@ -149,14 +149,25 @@ func TestPeerInvalidation(t *testing.T) {
 			t.Errorf("A's own handler got %d keys, %d clears; want none", n, all)
 		}
 
+		// The message of a write whose round trip failed is applied on
+		// the writer's node when it comes back: the write may land late.
+		failed := a.Message("ns", OpDelete, []string{"k3"})
+		a.WriteFailed(failed)
+		publish(t, raw, a.Channel(), failed)
+		waitFor(t, "A to apply its failed write's message", func() bool { return a.Stats().OwnApplied == 1 })
+		if keys, _, _ := ra.counts(); strings.Join(keys, ",") != "k3" {
+			t.Errorf("A's own handler got keys %q, want k3", keys)
+		}
+		waitFor(t, "B's handlers to get k3", func() bool { _, n, _ := rb.counts(); return n == 3 })
+
 		publish(t, raw, a.Channel(), a.Message("ns", OpClear, nil))
 		waitFor(t, "B's namespace clear", func() bool { _, _, all := rb.counts(); return all == 1 })
 		if _, n, all := rbOther.counts(); n != 0 || all != 0 {
 			t.Errorf("other namespace got %d keys, %d clears; want none", n, all)
 		}
 		st := b.Stats()
-		if st.Received != 2 || st.ReceivedKeys != 2 || st.FullClearsNamespace != 1 || st.Registrations != 3 || st.Peers != 1 {
-			t.Errorf("B Stats() = %+v, want 2 received, 2 keys, 1 namespace clear, 3 registrations, 1 peer", st)
+		if st.Received != 3 || st.ReceivedKeys != 3 || st.FullClearsNamespace != 1 || st.Registrations != 3 || st.Peers != 1 {
+			t.Errorf("B Stats() = %+v, want 3 received, 3 keys, 1 namespace clear, 3 registrations, 1 peer", st)
 		}
 		if lag := b.DeliveryLag(); lag.Count == 0 {
 			t.Errorf("DeliveryLag().Count = 0, want samples")

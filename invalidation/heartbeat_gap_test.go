@@ -50,9 +50,7 @@ func TestLostHeartbeatClearsEveryPeer(t *testing.T) {
 		t.Cleanup(func() { _ = a.Close() })
 		b := newBus(t, s, fastOptions)
 		r := register(t, b, "ns")
-		waitFor(t, "Usable and B knows A", func() bool {
-			return a.Usable() && b.Usable() && b.Stats().PeerHeartbeats >= 2
-		})
+		waitFor(t, "both usable", func() bool { return a.Usable() && b.Usable() })
 		_, _, allBefore := r.counts()
 		gapsBefore := b.Stats().FullClearsGap
 
@@ -71,6 +69,37 @@ func TestLostHeartbeatClearsEveryPeer(t *testing.T) {
 			_, _, all := r.counts()
 			t.Errorf("one lost heartbeat of A (no invalidation lost) made B clear every L1: gap clears %d -> %d, handler clears %d -> %d",
 				gapsBefore, st.FullClearsGap, allBefore, all)
+		}
+	})
+}
+
+// TestHeartbeatsCostOneDeliveryEach: each bus hears its own heartbeats and
+// no other node's, so heartbeats cost O(nodes) deliveries in Redis, not
+// O(nodes²): a bus's heartbeat channel has exactly one subscriber, and the
+// buses hear their own heartbeats while counting none of their peers'.
+func TestHeartbeatsCostOneDeliveryEach(t *testing.T) {
+	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+		buses := []*Bus{newBus(t, s, fastOptions), newBus(t, s, fastOptions), newBus(t, s, fastOptions)}
+		waitFor(t, "every bus to hear three own heartbeats", func() bool {
+			for _, b := range buses {
+				if b.Stats().HeartbeatsHeard < 3 {
+					return false
+				}
+			}
+			return true
+		})
+		raw := s.Client(t)
+		for _, b := range buses {
+			if n := b.Stats().PeerHeartbeats; n != 0 {
+				t.Errorf("bus %s heard %d peer heartbeats, want 0", b.NodeID(), n)
+			}
+			subs, err := raw.PubSubNumSub(context.Background(), b.beatCh).Result()
+			if err != nil {
+				t.Fatalf("PUBSUB NUMSUB: %v", err)
+			}
+			if subs[b.beatCh] != 1 {
+				t.Errorf("PUBSUB NUMSUB %s = %d, want 1", b.beatCh, subs[b.beatCh])
+			}
 		}
 	})
 }

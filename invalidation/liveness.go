@@ -71,10 +71,11 @@ func (b *Bus) beat() {
 	// ContextTimeoutEnabled; others wait up to their ReadTimeout.
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.HeartbeatInterval)
 	defer cancel()
-	// Through the node that serves our subscription, as every invalidation
-	// goes: on Cluster that is what makes hearing this heartbeat prove the
-	// earlier invalidations arrived.
-	if err := pubsub.Publish(ctx, b.opts.Redis, b.opts.Channel, appendMessage(nil, &m)); err != nil {
+	// On our own channel, through the node that serves our subscription,
+	// as every invalidation goes (the channel shares the shared channel's
+	// hash slot): on Cluster that is what makes hearing this heartbeat
+	// prove the earlier invalidations arrived.
+	if err := pubsub.Publish(ctx, b.opts.Redis, b.beatCh, appendMessage(nil, &m)); err != nil {
 		if b.ctx.Err() == nil {
 			b.n.heartbeatErrors.Add(1)
 		}
@@ -123,11 +124,18 @@ func (b *Bus) bypassLocked(now int64) bool {
 	return true
 }
 
-// lost records a failed subscription read. The bus stops serving L1 at once;
-// the clear comes with the new subscription.
+// lost records a failed subscription read. The bus stops serving L1 and
+// clears every handler at once, which also detaches their loads in flight:
+// from now on it hears nothing, so a load that began before a write it
+// cannot hear of must not be joined later. Resubscribing may take long
+// (new connections can fail while the pool's old ones still work), so the
+// clear cannot wait for it; the new subscription clears again.
 func (b *Bus) lost(err error) {
 	b.mu.Lock()
-	b.bypassLocked(b.mono())
+	if !b.closed {
+		b.bypassLocked(b.mono())
+		b.clearAllLocked(&b.n.clearsStale)
+	}
 	b.mu.Unlock()
 	b.log(event{kind: eventLost, args: []any{"err", err}})
 }

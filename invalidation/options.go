@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,9 +45,13 @@ type Options struct {
 	// connections, so its messages can arrive out of order; a gap usually
 	// closes within a millisecond, but a write that waits for a pooled
 	// connection can hold one open far longer, and each needless clear costs
-	// every node its L1. A lost message shows up as a gap within one
-	// HeartbeatInterval (the peer's next heartbeat), so HeartbeatInterval +
-	// GapGrace must be less than MaxStaleness. Default: MaxStaleness/4 (500ms).
+	// every node its L1. A gap shows up when the peer's next invalidation
+	// arrives. It is a second line of defence: Redis delivers every message
+	// on a live subscription, a broken one is caught by the liveness proof,
+	// and a write carries its own announcement (see the package comment),
+	// so a gap that never closes means a message was lost in a way none of
+	// those see. HeartbeatInterval + GapGrace must be less than
+	// MaxStaleness. Default: MaxStaleness/4 (500ms).
 	GapGrace time.Duration
 
 	// ConfirmTimeout bounds how long [New] waits for the subscription
@@ -104,6 +109,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("invalidation: Options.GapGrace must be > 0, got %v", o.GapGrace)
 	case o.ConfirmTimeout <= 0:
 		return fmt.Errorf("invalidation: Options.ConfirmTimeout must be > 0, got %v", o.ConfirmTimeout)
+	case strings.ContainsAny(o.Channel, "{}") && !hasHashTag(o.Channel):
+		return fmt.Errorf("invalidation: Options.Channel %q has braces but no Redis Cluster hash tag (\"{tag}\" with a non-empty tag); use none, or a whole tag", o.Channel)
 	case o.HeartbeatInterval >= o.MaxStaleness/2:
 		return fmt.Errorf("invalidation: Options.HeartbeatInterval (%v) must be less than Options.MaxStaleness/2 (%v)",
 			o.HeartbeatInterval, o.MaxStaleness/2)

@@ -179,3 +179,38 @@ func (t *peerTable) reset() {
 	clear(t.m)
 	t.gaps = 0
 }
+
+// maxFailedWrites bounds the own messages of failed writes a bus applies
+// when they come back. A write that lands after that many further writes
+// failed is not applied on its own node when it lands; the node's L1 then
+// holds the old value until LocalTTL.
+const maxFailedWrites = 4096
+
+// failedWrites holds the sequence numbers of the last maxFailedWrites own
+// messages whose writes failed. A number stays after its message comes
+// back: on Cluster each node written sends a copy, and a late node's copy
+// may follow an early one's. It is guarded by Bus.mu.
+type failedWrites struct {
+	m    map[uint64]struct{}
+	ring []uint64 // the numbers in m, oldest at next once full
+	next int
+}
+
+func (f *failedWrites) add(seq uint64) {
+	if f.m == nil {
+		f.m = make(map[uint64]struct{})
+	}
+	if len(f.ring) < maxFailedWrites {
+		f.ring = append(f.ring, seq)
+	} else {
+		delete(f.m, f.ring[f.next])
+		f.ring[f.next] = seq
+		f.next = (f.next + 1) % maxFailedWrites
+	}
+	f.m[seq] = struct{}{}
+}
+
+func (f *failedWrites) has(seq uint64) bool {
+	_, ok := f.m[seq]
+	return ok
+}

@@ -12,10 +12,14 @@ import (
 	pubsub "github.com/tiercache/tiercache/internal/publish"
 )
 
-// subscribe makes a subscription and reads its confirmation.
+// subscribe makes a subscription to the shared channel and to the bus's own
+// heartbeat channel, on one connection, and reads both confirmations.
 func (b *Bus) subscribe(ctx context.Context) (*redis.PubSub, error) {
-	ps := b.opts.Redis.Subscribe(ctx, b.opts.Channel)
-	for {
+	// The shared channel goes first: go-redis's Cluster client picks the
+	// node by the first channel; both share a hash slot anyway.
+	ps := b.opts.Redis.Subscribe(ctx, b.opts.Channel, b.beatCh)
+	confirmed := 0
+	for confirmed < 2 {
 		// Subscribe ignores errors; the first Receive reports them.
 		msg, err := ps.ReceiveTimeout(ctx, b.opts.ConfirmTimeout)
 		if err != nil {
@@ -23,9 +27,10 @@ func (b *Bus) subscribe(ctx context.Context) (*redis.PubSub, error) {
 			return nil, err
 		}
 		if s, ok := msg.(*redis.Subscription); ok && s.Kind == "subscribe" {
-			return ps, nil
+			confirmed++
 		}
 	}
+	return ps, nil
 }
 
 // receiveLoop reads the subscription until Close. It reads with Receive
@@ -56,9 +61,9 @@ func (b *Bus) receiveLoop(ps *redis.PubSub) {
 			keys = b.receive(m.Payload, keys)
 		case *redis.Subscription:
 			// go-redis reconnects by itself on some failures and says so
-			// only with a new confirmation; what was published meanwhile is
-			// lost. New consumed the first confirmation.
-			if m.Kind == "subscribe" {
+			// only with new confirmations, one per channel; what was
+			// published meanwhile is lost. New consumed the first ones.
+			if m.Kind == "subscribe" && m.Channel == b.opts.Channel {
 				b.reconnected()
 			}
 		}
@@ -141,17 +146,30 @@ func (b *Bus) applyLocked(m *message, now time.Time) event {
 			// Stats reports never goes down.
 			return b.heardLocked(m.seq, b.mono())
 		}
-		b.n.ownSkipped.Add(1) // the writer invalidated its own L1
+		// Our own invalidation, back. The writer dropped the keys from
+		// every cache of the namespace here after its round trip, which
+		// covers a write that landed before that; only one whose round
+		// trip failed may land later, and then this message is the news.
+		if b.failed.has(m.seq) {
+			b.n.ownApplied.Add(1)
+			b.applyToHandlersLocked(m)
+			return event{}
+		}
+		b.n.ownSkipped.Add(1)
+		return event{}
+	}
+	if m.op == opHeartbeat {
+		// Heartbeats travel on each node's own channel; one here came from
+		// a peer that still sends them on the shared one. It only shows
+		// the peer is alive: heartbeats are numbered apart, see beat.
+		b.lag.Observe(time.Duration(now.UnixNano() - m.sent))
+		b.n.peerHeartbeats.Add(1)
+		b.peers.touch(m.origin, mono)
 		return event{}
 	}
 	b.lag.Observe(time.Duration(now.UnixNano() - m.sent))
 	var ev event
-	var opened, overflow bool
-	if m.op == opHeartbeat { // heartbeats are numbered apart, see beat
-		b.peers.touch(m.origin, mono)
-	} else {
-		opened, overflow = b.peers.see(m.origin, m.seq, mono)
-	}
+	opened, overflow := b.peers.see(m.origin, m.seq, mono)
 	if opened {
 		b.wake()
 	}
@@ -160,24 +178,29 @@ func (b *Bus) applyLocked(m *message, now time.Time) event {
 		b.clearAllLocked(&b.n.clearsGap)
 		ev = event{kind: eventGap, args: []any{"peer", hex.EncodeToString([]byte(m.origin)), "seq", m.seq}}
 	}
-	switch m.op {
-	case opHeartbeat:
-		b.n.peerHeartbeats.Add(1)
-	case OpDelete:
-		b.n.received.Add(1)
+	b.n.received.Add(1)
+	if m.op == OpDelete {
 		b.n.receivedKeys.Add(uint64(len(m.keys)))
+	}
+	b.applyToHandlersLocked(m)
+	return ev
+}
+
+// applyToHandlersLocked hands a delete or clear to every handler of its
+// namespace.
+func (b *Bus) applyToHandlersLocked(m *message) {
+	switch m.op {
+	case OpDelete:
 		for _, r := range b.handlers[m.namespace] {
 			r.h.Invalidate(m.keys)
 		}
 	case OpClear:
-		b.n.received.Add(1)
 		b.n.fullClears.Add(1)
 		b.n.clearsNamespace.Add(1)
 		for _, r := range b.handlers[m.namespace] {
 			r.h.InvalidateAll()
 		}
 	}
-	return ev
 }
 
 // clearAllLocked calls InvalidateAll on every handler and counts it under

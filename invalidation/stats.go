@@ -19,8 +19,9 @@ type Stats struct {
 
 	Received       uint64 // peers' invalidations (delete or clear) applied
 	ReceivedKeys   uint64 // keys in peers' delete messages
-	PeerHeartbeats uint64 // peers' heartbeats received
-	OwnSkipped     uint64 // own invalidations received back and skipped
+	PeerHeartbeats uint64 // peers' heartbeats heard on the shared channel (only from older versions, which sent them there)
+	OwnSkipped     uint64 // own invalidations received back and skipped: their writes' round trips succeeded
+	OwnApplied     uint64 // own invalidations of failed writes (Bus.WriteFailed) received back and applied
 	Malformed      uint64 // payloads that claim our format but do not parse, ignored
 	Foreign        uint64 // payloads of another format or version, ignored
 
@@ -29,8 +30,9 @@ type Stats struct {
 	SubscribeErrors uint64 // failed attempts to subscribe again
 
 	// FullClears counts InvalidateAll rounds, by reason: after a reconnect,
-	// after a sequence gap, after liveness was lost, and a peer's namespace
-	// clear (which reaches that namespace's handlers only).
+	// after a sequence gap, after liveness was lost (the watchdog's deadline
+	// passed, or the subscription broke), and a namespace clear received
+	// (which reaches that namespace's handlers only).
 	FullClears          uint64
 	FullClearsReconnect uint64
 	FullClearsGap       uint64
@@ -55,6 +57,7 @@ type counters struct {
 	messages, messageKeys                               atomic.Uint64
 	heartbeatsSent, heartbeatErrors, heartbeatsHeard    atomic.Uint64
 	received, receivedKeys, peerHeartbeats, ownSkipped  atomic.Uint64
+	ownApplied                                          atomic.Uint64
 	malformed, foreign                                  atomic.Uint64
 	sequenceGaps, reconnects, subscribeErrors           atomic.Uint64
 	fullClears, clearsReconnect, clearsGap, clearsStale atomic.Uint64
@@ -75,6 +78,7 @@ func (b *Bus) Stats() Stats {
 		ReceivedKeys:        n.receivedKeys.Load(),
 		PeerHeartbeats:      n.peerHeartbeats.Load(),
 		OwnSkipped:          n.ownSkipped.Load(),
+		OwnApplied:          n.ownApplied.Load(),
 		Malformed:           n.malformed.Load(),
 		Foreign:             n.foreign.Load(),
 		SequenceGaps:        n.sequenceGaps.Load(),

@@ -56,8 +56,10 @@ func NewBusCollector(b BusSource) prometheus.Collector {
 		func(s *S) uint64 { return s.Received })
 	bl.counter(sub, "keys_received_total", "Keys in other nodes' delete messages.",
 		func(s *S) uint64 { return s.ReceivedKeys })
-	bl.counter(sub, "own_messages_skipped_total", "This node's own invalidation messages received back and skipped.",
+	bl.counter(sub, "own_messages_skipped_total", "This node's own invalidation messages received back and skipped (the write's round trip succeeded).",
 		func(s *S) uint64 { return s.OwnSkipped })
+	bl.counter(sub, "own_messages_applied_total", "This node's own invalidation messages of writes whose round trip failed, applied when they came back.",
+		func(s *S) uint64 { return s.OwnApplied })
 	bl.counter(sub, "malformed_messages_total", "Payloads that claim the bus format but do not parse, ignored.",
 		func(s *S) uint64 { return s.Malformed })
 	bl.counter(sub, "foreign_messages_total", "Payloads of another format or version on the channel, ignored.",
@@ -88,7 +90,7 @@ func NewBusCollector(b BusSource) prometheus.Collector {
 		func(s *S) uint64 { return s.HeartbeatErrors })
 	bl.counter(sub, "heartbeats_heard_total", "Own heartbeats received back.",
 		func(s *S) uint64 { return s.HeartbeatsHeard })
-	bl.counter(sub, "peer_heartbeats_total", "Other nodes' heartbeats received.",
+	bl.counter(sub, "peer_heartbeats_total", "Other nodes' heartbeats heard on the shared channel (only nodes of older versions send them there).",
 		func(s *S) uint64 { return s.PeerHeartbeats })
 	bl.gauge(sub, "peers", "Other nodes tracked for sequence gaps.",
 		func(s *S) float64 { return float64(s.Peers) })

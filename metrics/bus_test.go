@@ -59,6 +59,16 @@ func newBusPair(t *testing.T, s *redistest.Server) busPair {
 	p := busPair{a: newCache(t, s, nil), b: newCache(t, s, nil)}
 	p.regA = register(t, metrics.NewBusCollector(p.a.Bus()))
 	p.regB = register(t, metrics.NewBusCollector(p.b.Bus()))
+	// A bus learns of a peer from the peer's first invalidation (heartbeats
+	// go only to their sender).
+	eventually(t, "both buses usable", func() bool { return p.a.Bus().Usable() && p.b.Bus().Usable() })
+	ctx := context.Background()
+	if err := p.a.Delete(ctx, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.b.Delete(ctx, "warm"); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "both buses track the other", func() bool {
 		return p.a.Bus().Stats().Peers == 1 && p.b.Bus().Stats().Peers == 1
 	})

@@ -73,6 +73,7 @@
 //	tiercache_invalidation_messages_received_total    peers' messages applied
 //	tiercache_invalidation_keys_received_total        keys in peers' delete messages
 //	tiercache_invalidation_own_messages_skipped_total own messages received back and skipped
+//	tiercache_invalidation_own_messages_applied_total own messages of failed writes, applied when back
 //	tiercache_invalidation_malformed_messages_total   payloads in our format that do not parse
 //	tiercache_invalidation_foreign_messages_total     payloads of another format or version
 //	tiercache_invalidation_sequence_gaps_total        peers' messages found missing
