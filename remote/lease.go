@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -92,15 +93,20 @@ type Lease struct {
 //
 // An entry whose header expiry has passed by our clock, while Redis still
 // keeps it (clock skew between writer and reader), is LeaseHeld: it cannot
-// be leased until Redis drops it. Bytes that do not decode return a zero
-// Lease and a *[DecodeError], counted in [Stats]; the caller should load
-// without filling.
+// be leased until Redis drops it. Bytes that do not decode, and a key of
+// another Redis type, return a zero Lease and a *[DecodeError], counted in
+// [Stats]; the caller should load without filling. When the command ran
+// but its reply was lost and the client sent it again, the second run
+// finds our own marker: that is LeaseGranted too, with our token.
 func (s *Store) GetOrLease(ctx context.Context, key string, leaseTTL time.Duration) (Lease, error) {
 	if err := s.checkLease(key, leaseTTL); err != nil {
 		return Lease{}, err
 	}
 	marker, token := newLeaseMarker(leaseTTL)
 	res, now, err := s.leaseOne(ctx, s.prefix+key, marker, millis(leaseTTL))
+	if isWrongType(err) {
+		return Lease{}, s.decodeError(key, "not a string (WRONGTYPE)", err)
+	}
 	if err != nil {
 		return Lease{}, fmt.Errorf("remote lease %q: %w", shortKey(key), err)
 	}
@@ -178,7 +184,9 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, leaseTTL time
 		if err == redis.Nil { // SET NX GET found nothing and stored our marker
 			res, err = int64(1), nil
 		}
-		if err == nil {
+		if isWrongType(err) {
+			leases[i], err = Lease{}, s.decodeError(keys[i], "not a string (WRONGTYPE)", err)
+		} else if err == nil {
 			leases[i], err = s.leaseResult(keys[i], res, tokens[i], now)
 		}
 		if err != nil && firstErr == nil {
@@ -196,7 +204,16 @@ func (s *Store) leaseResult(key string, res any, token []byte, now time.Time) (L
 		s.stats.bytesWritten.Add(headerLen + tokenLen)
 		return Lease{State: LeaseGranted, Token: token}, nil
 	case string:
-		it, r, err := s.read(key, stringBytes(v), now)
+		b := stringBytes(v)
+		if isOwnLease(b, token) {
+			// Our own marker: the command ran, its reply was lost, and
+			// go-redis sent it again, which found what the first run
+			// stored. The lease is ours.
+			s.stats.leasesGranted.Add(1)
+			s.stats.bytesWritten.Add(headerLen + tokenLen)
+			return Lease{State: LeaseGranted, Token: token}, nil
+		}
+		it, r, err := s.read(key, b, now)
 		switch r {
 		case readEntry:
 			return Lease{State: LeaseHit, Item: it}, nil
@@ -340,6 +357,12 @@ func (s *Store) checkFill(op FillOp) error {
 	return nil
 }
 
+// isOwnLease reports whether b is a lease marker carrying token.
+func isOwnLease(b, token []byte) bool {
+	e, reason := parseEnvelope(b)
+	return reason == "" && e.kind == KindLease && bytes.Equal(e.payload, token)
+}
+
 // newLeaseMarker returns a lease envelope expiring after ttl and its token,
 // which aliases the envelope's payload.
 func newLeaseMarker(ttl time.Duration) (marker, token []byte) {
@@ -381,10 +404,20 @@ func (s *Store) leaseMany(ctx context.Context, calls []scriptCall) ([]*redis.Cmd
 	return cmds, now
 }
 
-// scriptCall is one script invocation for evalMany.
+// scriptCall is one script invocation for evalMany: key, or keys when
+// the script takes several (all of one hash slot, for Cluster).
 type scriptCall struct {
 	key  string
+	keys []string
 	args []any
+}
+
+// scriptKeys returns the KEYS of c.
+func (c scriptCall) scriptKeys() []string {
+	if c.keys != nil {
+		return c.keys
+	}
+	return []string{c.key}
 }
 
 // evalOne runs script on key with EVALSHA, and with EVAL when the server
@@ -414,7 +447,7 @@ func (s *Store) evalMany(ctx context.Context, o op, script *redis.Script, calls 
 	cmds := make([]*redis.Cmd, len(calls))
 	now := s.pipeline(ctx, o, func(rctx context.Context, pipe redis.Pipeliner) {
 		for i, c := range calls {
-			cmds[i] = script.EvalSha(rctx, pipe, []string{c.key}, c.args...)
+			cmds[i] = script.EvalSha(rctx, pipe, c.scriptKeys(), c.args...)
 		}
 	})
 	var retry []int
@@ -428,7 +461,7 @@ func (s *Store) evalMany(ctx context.Context, o op, script *redis.Script, calls 
 	}
 	now = s.pipeline(ctx, o, func(rctx context.Context, pipe redis.Pipeliner) {
 		for _, i := range retry {
-			cmds[i] = script.Eval(rctx, pipe, []string{calls[i].key}, calls[i].args...)
+			cmds[i] = script.Eval(rctx, pipe, calls[i].scriptKeys(), calls[i].args...)
 		}
 	})
 	return cmds, now

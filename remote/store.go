@@ -2,7 +2,9 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -21,7 +23,14 @@ type Store struct {
 	codec   Codec
 	codecID uint8
 	topo    topology
-	stats   counters
+	// masterReads is set for a Cluster client that may send read-only
+	// commands to replicas (ReadOnly, RouteByLatency, RouteRandomly): reads
+	// then use GETEX, a write command that go-redis sends to the master.
+	// A replica lags its master, so a read there just after a write
+	// returns the old value, which L1 would then keep for LocalTTL under a
+	// stamp taken after the invalidation.
+	masterReads bool
+	stats       counters
 	// scriptLease is set once the server has refused SET with both NX and
 	// GET (Redis before 7.0); leases then go through leaseScript.
 	scriptLease atomic.Bool
@@ -55,11 +64,13 @@ func New(o Options) (*Store, error) {
 		codecID: o.Codec.ID(),
 		topo:    topoSharded,
 	}
-	switch o.Redis.(type) {
+	switch c := o.Redis.(type) {
 	case *redis.Client:
 		s.topo = topoSingle
 	case *redis.ClusterClient:
 		s.topo = topoCluster
+		co := c.Options()
+		s.masterReads = co.ReadOnly || co.RouteByLatency || co.RouteRandomly
 	}
 	return s, nil
 }
@@ -100,9 +111,10 @@ type Item struct {
 // [Options.CompressThreshold] bytes on, and wraps it in a value envelope
 // that expires after ttl (ttl <= 0: no expiry). It returns a
 // *[ValueSizeError] when the encoded value, before or after compression, is
-// over [Options.MaxValueSize]; key is used only in errors.
+// over [Options.MaxValueSize], and a wrapped error when the codec fails or
+// panics (the panic is recovered); key is used only in errors.
 func (s *Store) Encode(key string, v any, ttl time.Duration) ([]byte, error) {
-	raw, err := s.codec.Marshal(v)
+	raw, err := s.marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("remote encode %q: %w", shortKey(key), err)
 	}
@@ -124,6 +136,18 @@ func (s *Store) Encode(key string, v any, ttl time.Duration) ([]byte, error) {
 	}
 	putHeader(buf, KindValue, s.codecID, flags, expiryAt(time.Now(), ttl))
 	return buf, nil
+}
+
+// marshal runs the codec and turns its panic into an error, so that a
+// codec that panics on one value fails that value's write or fill, and
+// nothing else: the panic would otherwise unwind a shared load.
+func (s *Store) marshal(v any) (raw []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			raw, err = nil, fmt.Errorf("codec %T panicked: %v", s.codec, p)
+		}
+	}()
+	return s.codec.Marshal(v)
 }
 
 // EncodeNegative returns a negative envelope (a cached "not found") that
@@ -197,7 +221,9 @@ func (s *Store) read(key string, b []byte, now time.Time) (Item, readResult, err
 	case e.kind == KindLease:
 		return Item{}, readLease, nil
 	case e.kind == KindValue && e.codec != s.codecID:
-		// A miss, so the caller loads and overwrites it with our codec.
+		// A miss. No lease can be taken on a key that holds a value, so
+		// tiered loads it without filling L2, and the entry stays until a
+		// Set or Delete replaces it or its TTL ends.
 		return Item{}, readBad, s.decodeError(key, fmt.Sprintf("codec id %d, store uses %d", e.codec, s.codecID), nil)
 	}
 	ttl, alive := remaining(e.expiry, now)
@@ -216,25 +242,46 @@ func (s *Store) read(key string, b []byte, now time.Time) (Item, readResult, err
 }
 
 // Get reads key in one round trip. ok is false for a missing key, a lease
-// marker or an expired entry, with a nil error; bytes that do not decode are
-// ok=false with a *[DecodeError], counted in [Stats]. Failed round trips
+// marker or an expired entry, with a nil error; bytes that do not decode,
+// and a key of another Redis type, are ok=false with a *[DecodeError],
+// counted in [Stats]. Failed round trips
 // return an error wrapping the client's, and a bad key a *[KeyError].
 func (s *Store) Get(ctx context.Context, key string) (it Item, ok bool, err error) {
 	if err := s.CheckKey(key); err != nil {
 		return Item{}, false, err
 	}
 	rctx, cancel, start := s.begin(ctx)
-	b, err := s.rdb.Get(rctx, s.prefix+key).Bytes()
+	var b []byte
+	if s.masterReads {
+		var str string
+		str, err = s.rdb.Do(rctx, "getex", s.prefix+key).Text()
+		b = stringBytes(str)
+	} else {
+		b, err = s.rdb.Get(rctx, s.prefix+key).Bytes()
+	}
 	cancel()
 	now := s.end(opGet, start, err)
 	if err == redis.Nil {
 		return Item{}, false, nil
+	}
+	if isWrongType(err) {
+		return Item{}, false, s.decodeError(key, "not a string (WRONGTYPE)", err)
 	}
 	if err != nil {
 		return Item{}, false, fmt.Errorf("remote get %q: %w", shortKey(key), err)
 	}
 	it, res, err := s.read(key, b, now)
 	return it, res == readEntry, err
+}
+
+// isWrongType reports whether err is Redis refusing a string command on a
+// key of another type (a list or hash someone stored under a cache key).
+// Every read treats such a key as bytes that do not decode: a miss, counted
+// in DecodeErrors, never a Redis failure. (MGET cannot tell: it answers nil
+// for such keys, which GetMany reports as a plain miss.)
+func isWrongType(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "WRONGTYPE")
 }
 
 // GetMany reads keys in one round trip: one MGET on a *redis.Client, one
@@ -259,13 +306,15 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (items []Item, ok []
 	full := s.fullKeys(keys)
 	rctx, cancel, start := s.begin(ctx)
 	var vals []any
-	switch s.topo {
-	case topoSingle:
+	switch {
+	case s.masterReads:
+		vals, err = s.getPipelined(rctx, full, "getex")
+	case s.topo == topoSingle:
 		vals, err = s.rdb.MGet(rctx, full...).Result()
-	case topoCluster:
+	case s.topo == topoCluster:
 		vals, err = s.mgetBySlot(rctx, full)
 	default:
-		vals, err = s.getPipelined(rctx, full)
+		vals, err = s.getPipelined(rctx, full, "get")
 	}
 	cancel()
 	now := s.end(opGetMany, start, err)
@@ -314,22 +363,24 @@ func (s *Store) mgetBySlot(ctx context.Context, keys []string) ([]any, error) {
 	return vals, firstErr
 }
 
-// getPipelined sends one GET per key in one pipeline.
-func (s *Store) getPipelined(ctx context.Context, keys []string) ([]any, error) {
+// getPipelined sends one GET (or GETEX, which reads the master; see
+// masterReads) per key in one pipeline. A key of another Redis type is a
+// miss, as MGET makes it.
+func (s *Store) getPipelined(ctx context.Context, keys []string, command string) ([]any, error) {
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(keys))
+	cmds := make([]*redis.Cmd, len(keys))
 	for i, k := range keys {
-		cmds[i] = pipe.Get(ctx, k)
+		cmds[i] = pipe.Do(ctx, command, k)
 	}
 	_, _ = pipe.Exec(ctx) // every command's error is read below
 	vals := make([]any, len(keys))
 	var firstErr error
 	for i, c := range cmds {
-		v, err := c.Result()
+		v, err := c.Text()
 		switch {
 		case err == nil:
 			vals[i] = v
-		case err != redis.Nil:
+		case err != redis.Nil && !isWrongType(err):
 			firstErr = keepFirst(firstErr, err)
 		}
 	}

@@ -20,26 +20,64 @@ type SetOp struct {
 	TTL  time.Duration
 }
 
+// writeScript writes the keys of one hash slot and then publishes the
+// invalidation, in one atomic step on the node that owns the slot. KEYS are
+// the keys; ARGV[1] is the channel and ARGV[2] the message ('' publishes
+// nothing); then, for each key, its data ('' deletes the key) and its TTL
+// in milliseconds ('0': none). Redis Cluster relays a PUBLISH made on any
+// node to the subscribers on every node, so a write that executes is
+// announced whenever it executes, even if the client never learns of it.
+var writeScript = redis.NewScript(`
+for i, k in ipairs(KEYS) do
+  local d, ms = ARGV[2*i+1], ARGV[2*i+2]
+  if d == '' then
+    redis.call('DEL', k)
+  elseif ms == '0' then
+    redis.call('SET', k, d)
+  else
+    redis.call('SET', k, d, 'PX', ms)
+  end
+end
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+return #KEYS`)
+
+// publishAttempts bounds how often a failed publish after the writes is
+// tried, within the write's RedisTimeout.
+const publishAttempts = 3
+
 // Write stores sets, deletes dels and publishes msg on channel, so a write
 // is never left unannounced. A nil msg publishes nothing.
 //
 // On a *redis.Client (standalone or Sentinel) the commands run in one
-// MULTI/EXEC transaction, one round trip, so no client sees a key written
-// whose message was not published with it. On Redis Cluster, and on any
-// other client, the writes go in one plain pipeline, which Cluster cannot
-// make atomic across slots, and the message follows in a second round trip
-// once every write has answered, through the node that serves the
-// channel's subscribers (package internal/publish). Publishing in the same
-// pipeline would let a subscriber hear of the write before a slower node
-// executed it, and then refill its L1 with the old value. A failed node
-// leaves its keys unwritten while the others are written; the message is
-// still published and the returned error says what failed, so the caller
-// must treat every key as possibly changed.
+// MULTI/EXEC transaction, one round trip: Redis publishes the message
+// exactly when, and only if, it executes the writes, even when the reply
+// is lost or the request lands after the client gave up on it.
 //
-// Setting or deleting a key also removes any lease on it, so a pending
-// [Store.Fill] of that key is refused. Write returns a *[KeyError] or
-// *[ValueSizeError] for bad input before sending anything, and otherwise the
-// first command error, wrapped.
+// On Redis Cluster the writes of each hash slot run in one script that
+// also publishes the message (the last script sent to each node does), and
+// once every node has answered the message is published again through the
+// node that serves the channel's subscribers (package internal/publish).
+// The scripts' copies, which Cluster relays between nodes, make a write
+// that executes announce itself, like the transaction above; the last copy
+// is the one whose order against the subscribers' heartbeats is known,
+// which the staleness proof needs. (Publishing only in the same pipeline
+// as the writes would let a subscriber hear of a write before a slower
+// node executed it.) Subscribers get one copy per node written plus one,
+// and apply each. Writes to several slots are not atomic: a failed node
+// leaves its keys unwritten while the others are written; the final
+// message is still published and the returned error says what failed, so
+// the caller must treat every key as possibly changed.
+//
+// On any other client (a Ring, a wrapper) the writes go in one pipeline
+// and the message follows, through the channel's shard. A Ring's shards
+// do not relay messages, so there a write whose publish keeps failing is
+// not announced; the error says so.
+//
+// A publish after the writes that fails is tried again, up to three times
+// within the timeout. Setting or deleting a key also removes any lease on
+// it, so a pending [Store.Fill] of that key is refused. Write returns a
+// *[KeyError] or *[ValueSizeError] for bad input before sending anything,
+// and otherwise the first command error, wrapped.
 func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) error {
 	if err := s.checkWrite(sets, dels, channel, msg); err != nil {
 		return err
@@ -47,45 +85,36 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 	if len(sets) == 0 && len(dels) == 0 && msg == nil {
 		return nil
 	}
-	var pipe redis.Pipeliner
-	if s.topo == topoSingle {
-		pipe = s.rdb.TxPipeline()
-	} else {
-		pipe = s.rdb.Pipeline()
-	}
 	rctx, cancel, start := s.begin(ctx)
+	defer cancel()
 	written := len(msg)
 	for _, op := range sets {
-		pipe.Set(rctx, s.prefix+op.Key, op.Data, time.Duration(millis(op.TTL))*time.Millisecond)
 		written += len(op.Data)
-	}
-	switch {
-	case len(dels) == 0:
-	case s.topo == topoSingle:
-		pipe.Del(rctx, s.fullKeys(dels)...)
-	default:
-		for _, k := range s.fullKeys(dels) {
-			pipe.Del(rctx, k)
-		}
-	}
-	if msg != nil && s.topo == topoSingle {
-		pipe.Publish(rctx, channel, msg)
 	}
 	var cmds []redis.Cmder
 	var err error
-	if pipe.Len() > 0 {
-		cmds, err = pipe.Exec(rctx)
+	switch s.topo {
+	case topoSingle:
+		cmds, err = s.writeTx(rctx, sets, dels, channel, msg)
+	case topoCluster:
+		cmds, err = s.writeBySlot(rctx, sets, dels, channel, msg)
+	default:
+		cmds, err = s.writePipelined(rctx, sets, dels)
+	}
+	if s.topo != topoCluster {
+		// writeBySlot's pipeline counted its own round trip.
+		s.end(opWrite, start, err)
 	}
 	if msg != nil && s.topo != topoSingle {
 		// After the writes, whatever their outcome: a write that failed on
 		// one node may have landed on another.
-		s.stats.roundTrips.Add(1)
-		if perr := publish.Publish(rctx, s.rdb, channel, msg); perr != nil && err == nil {
-			err = perr
+		if perr := s.publish(rctx, channel, msg); perr != nil {
+			s.stats.errors.Add(1)
+			if err == nil {
+				err = perr
+			}
 		}
 	}
-	cancel()
-	s.end(opWrite, start, err)
 	if err == nil {
 		s.stats.bytesWritten.Add(uint64(written))
 		return nil
@@ -98,6 +127,146 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 	}
 	return fmt.Errorf("remote write (%d sets, %d deletes, %d of %d commands failed): %w",
 		len(sets), len(dels), failed, len(cmds), err)
+}
+
+// writeTx runs the writes and the publish in one MULTI/EXEC.
+func (s *Store) writeTx(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) ([]redis.Cmder, error) {
+	pipe := s.rdb.TxPipeline()
+	for _, op := range sets {
+		pipe.Set(ctx, s.prefix+op.Key, op.Data, time.Duration(millis(op.TTL))*time.Millisecond)
+	}
+	if len(dels) > 0 {
+		pipe.Del(ctx, s.fullKeys(dels)...)
+	}
+	if msg != nil {
+		pipe.Publish(ctx, channel, msg)
+	}
+	if pipe.Len() == 0 {
+		return nil, nil
+	}
+	return pipe.Exec(ctx)
+}
+
+// writePipelined runs the writes as single-key commands in one plain
+// pipeline, which any client can route.
+func (s *Store) writePipelined(ctx context.Context, sets []SetOp, dels []string) ([]redis.Cmder, error) {
+	pipe := s.rdb.Pipeline()
+	for _, op := range sets {
+		pipe.Set(ctx, s.prefix+op.Key, op.Data, time.Duration(millis(op.TTL))*time.Millisecond)
+	}
+	for _, k := range s.fullKeys(dels) {
+		pipe.Del(ctx, k)
+	}
+	if pipe.Len() == 0 {
+		return nil, nil
+	}
+	return pipe.Exec(ctx)
+}
+
+// writeBySlot runs one writeScript per hash slot in one pipeline, which
+// go-redis splits by node. The last script of each node carries msg.
+func (s *Store) writeBySlot(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) ([]redis.Cmder, error) {
+	n := len(sets) + len(dels)
+	if n == 0 {
+		return nil, nil
+	}
+	keys := make([]string, 0, n)
+	for _, op := range sets {
+		keys = append(keys, op.Key)
+	}
+	keys = append(keys, dels...)
+	full := s.fullKeys(keys)
+	groups := groupBySlot(full)
+	carries := s.lastPerNode(ctx, full, groups, msg != nil)
+	calls := make([]scriptCall, len(groups))
+	for g, idx := range groups {
+		c := scriptCall{keys: make([]string, len(idx)), args: make([]any, 2, 2+2*len(idx))}
+		c.args[0], c.args[1] = channel, ""
+		if carries[g] {
+			c.args[1] = msg
+		}
+		for j, i := range idx {
+			c.keys[j] = full[i]
+			if i < len(sets) {
+				c.args = append(c.args, sets[i].Data, millis(sets[i].TTL))
+			} else {
+				c.args = append(c.args, "", 0)
+			}
+		}
+		calls[g] = c
+	}
+	rcmds, _ := s.evalMany(ctx, opWrite, writeScript, calls)
+	cmds := make([]redis.Cmder, len(rcmds))
+	var err error
+	for i, c := range rcmds {
+		cmds[i] = c
+		if e := c.Err(); e != nil && err == nil {
+			err = e
+		}
+	}
+	return cmds, err
+}
+
+// lastPerNode marks, for each slot group, whether it is the last one sent
+// to its node, and so carries the message (want false: none does). Nodes
+// come from the client's cached slot map, with no round trip; if that map
+// is stale, go-redis follows the redirect and the message still goes out
+// after that script's own writes.
+func (s *Store) lastPerNode(ctx context.Context, full []string, groups [][]int, want bool) []bool {
+	carries := make([]bool, len(groups))
+	if !want {
+		return carries
+	}
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		for g := range carries {
+			carries[g] = true
+		}
+		return carries
+	}
+	last := make(map[string]int)
+	for g, idx := range groups {
+		addr := "?" // unknown node: at least one group carries the message
+		if node, err := cc.MasterForKey(ctx, full[idx[0]]); err == nil {
+			addr = node.Options().Addr
+		}
+		last[addr] = g
+	}
+	for _, g := range last {
+		carries[g] = true
+	}
+	return carries
+}
+
+// publish sends msg through the channel's own node, trying again after a
+// failure while attempts and ctx last.
+func (s *Store) publish(ctx context.Context, channel string, msg []byte) error {
+	backoff := 5 * time.Millisecond
+	var err error
+	for attempt := range publishAttempts {
+		s.stats.roundTrips.Add(1)
+		if err = publish.Publish(ctx, s.rdb, channel, msg); err == nil {
+			return nil
+		}
+		if attempt == publishAttempts-1 || !sleepCtx(ctx, backoff) {
+			break
+		}
+		backoff *= 2
+	}
+	return fmt.Errorf("publish after the writes, %d attempts: %w", publishAttempts, err)
+}
+
+// sleepCtx waits d unless ctx ends first; it reports whether d elapsed.
+// It spaces retries; it synchronizes nothing.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // checkWrite validates the arguments of Write.

@@ -55,7 +55,7 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loader Batc
 	if err != nil || len(missing) == 0 {
 		return out, err
 	}
-	fs, led, ledFs := c.flight.claim(missing)
+	fs, led, ledFs := c.flight.claim(missing, c.joinAge())
 	if len(led) > 0 {
 		c.lead(ctx, led, ledFs, loader)
 	}

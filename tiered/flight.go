@@ -1,6 +1,9 @@
 package tiered
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // result is the outcome of one key's load.
 type result[V any] struct {
@@ -11,8 +14,9 @@ type result[V any] struct {
 
 // flight is one key's load in progress. done is closed once res is set.
 type flight[V any] struct {
-	done chan struct{}
-	res  result[V]
+	done  chan struct{}
+	res   result[V]
+	start time.Time // when the flight was claimed; read by claim, under mu
 }
 
 // flights coalesces loads per key, for single keys and batches alike.
@@ -28,19 +32,26 @@ type flights[V any] struct {
 
 // claim returns, for each key, the flight to wait on, and the keys (in
 // order) whose flights this caller now leads and must finish.
-func (g *flights[V]) claim(keys []string) (fs []*flight[V], led []string, ledFs []*flight[V]) {
+//
+// maxAge > 0 limits joining to flights claimed less than maxAge ago; an
+// older one is replaced by a new flight this caller leads (the old one
+// still finishes for its own waiters). Callers pass the staleness bound
+// while the bus cannot hear invalidations: a write it does not hear cannot
+// detach the flights that began before it, so only their age can.
+func (g *flights[V]) claim(keys []string, maxAge time.Duration) (fs []*flight[V], led []string, ledFs []*flight[V]) {
 	fs = make([]*flight[V], len(keys))
+	now := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.m == nil {
 		g.m = make(map[string]*flight[V])
 	}
 	for i, k := range keys {
-		if f, ok := g.m[k]; ok {
+		if f, ok := g.m[k]; ok && (maxAge <= 0 || now.Sub(f.start) < maxAge) {
 			fs[i] = f
 			continue
 		}
-		f := &flight[V]{done: make(chan struct{})}
+		f := &flight[V]{done: make(chan struct{}), start: now}
 		g.m[k] = f
 		fs[i] = f
 		led = append(led, k)

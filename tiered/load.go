@@ -51,7 +51,7 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) 
 		return zero, err
 	}
 	keys := []string{key}
-	fs, led, ledFs := c.flight.claim(keys)
+	fs, led, ledFs := c.flight.claim(keys, c.joinAge())
 	if len(led) > 0 {
 		c.lead(ctx, led, ledFs, single(loader))
 	} else {
@@ -70,6 +70,16 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) 
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	}
+}
+
+// joinAge is how old a flight may be for a new caller to join it: any age
+// while the bus hears invalidations (they detach flights), and less than
+// the staleness bound while it cannot.
+func (c *Cache[V]) joinAge() time.Duration {
+	if c.bus.Usable() {
+		return 0
+	}
+	return c.bus.MaxStaleness()
 }
 
 // single adapts a Loader to the batch form the load machinery uses.
@@ -301,9 +311,22 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens [][]byte) {
 	keys := pick(j.keys, idx)
 	res := make([]result[V], len(idx))
+	decided := 0 // res[:decided] hold the answers; the rest are not known yet
 	var unfilled []string
 	var unfilledTokens [][]byte
 	defer func() {
+		// Loader and codec panics are recovered where they happen; this
+		// catches anything else, so no waiter gets a zero value with a nil
+		// error and no lease waits out its TTL.
+		if p := recover(); p != nil {
+			c.st.panics.Add(1)
+			perr := &PanicError{Value: p, Stack: debug.Stack()}
+			for n := decided; n < len(res); n++ {
+				res[n] = result[V]{err: perr}
+			}
+			// Releasing a lease that a fill already replaced does nothing.
+			unfilled, unfilledTokens = keys, tokens
+		}
 		c.release(unfilled, unfilledTokens)
 		for n, i := range idx {
 			c.flight.finish(j.keys[i], j.fs[i], res[n])
@@ -314,6 +337,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 		for n := range idx {
 			res[n] = result[V]{err: err}
 		}
+		decided = len(res)
 		unfilled, unfilledTokens = keys, tokens
 		return
 	}
@@ -322,6 +346,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 	for n, k := range keys {
 		v, found := vals[k]
 		res[n] = result[V]{val: v, neg: !found}
+		decided = n + 1
 		var data []byte
 		ttl := c.jitter(c.opts.TTL)
 		switch {
@@ -404,8 +429,15 @@ func (c *Cache[V]) loadUnfilled(ctx context.Context, j *job[V], idx []int) {
 	}
 }
 
-// costOf estimates the L1 cost of a value that was never encoded for L2.
-func (c *Cache[V]) costOf(v V) int {
+// costOf estimates the L1 cost of a value that was never encoded for L2. A
+// codec that fails or panics makes it 1.
+func (c *Cache[V]) costOf(v V) (n int) {
+	defer func() {
+		if recover() != nil {
+			c.st.encodeErrors.Add(1)
+			n = 1
+		}
+	}()
 	b, err := c.opts.Codec.Marshal(v)
 	if err != nil {
 		return 1

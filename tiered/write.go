@@ -86,18 +86,32 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 	}
 	msg := c.bus.Message(c.opts.Namespace, invalidation.OpClear, nil)
 	err := c.l2.Write(context.WithoutCancel(ctx), nil, nil, c.bus.Channel(), msg)
+	if err != nil {
+		c.bus.WriteFailed(msg)
+	}
 	c.l1.InvalidateAll()
 	c.flight.forgetAll()
+	c.reg.Local(invalidation.OpClear, nil)
 	return wrap("clear", err)
 }
 
 // write sends sets and dels with their invalidation message in one round
-// trip, then invalidates this node's L1 whatever the outcome: after a failed
-// or timed-out round trip the write may still have happened.
+// trip, then invalidates this node's L1, and that of every other cache of
+// the namespace on this node's bus, whatever the outcome: after a failed or
+// timed-out round trip the write may still have happened, or happen later.
+// In that last case the message, which travels with the write, comes back
+// once the write lands and drops the keys here again (see
+// [invalidation.Bus.WriteFailed]).
 func (c *Cache[V]) write(ctx context.Context, op string, keys []string, sets []remote.SetOp, dels []string) error {
 	msg := c.bus.Message(c.opts.Namespace, invalidation.OpDelete, keys)
 	err := c.l2.Write(context.WithoutCancel(ctx), sets, dels, c.bus.Channel(), msg)
+	if err != nil {
+		// Before our own invalidation below: an echo heard in between was
+		// of a write that landed before it, which that invalidation covers.
+		c.bus.WriteFailed(msg)
+	}
 	c.invalidateLocal(keys)
+	c.reg.Local(invalidation.OpDelete, keys)
 	if err != nil {
 		c.st.writeErrors.Add(1)
 		c.fails.failure(c.opts.Logger, c.opts.Namespace, op, err)
