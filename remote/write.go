@@ -22,9 +22,9 @@ type SetOp struct {
 
 // writeScript writes the keys of one hash slot and then publishes the
 // invalidation, in one atomic step on the node that owns the slot. KEYS are
-// the keys; ARGV[1] is the channel and ARGV[2] the message ('' publishes
-// nothing); then, for each key, its data ('' deletes the key) and its TTL
-// in milliseconds ('0': none). Redis Cluster relays a PUBLISH made on any
+// the keys; ARGV[1] is the channel and ARGV[2] the message (empty: publish
+// nothing); then, for each key, its data (empty: delete the key) and its
+// TTL in milliseconds (0: none). Redis Cluster relays a PUBLISH made on any
 // node to the subscribers on every node, so a write that executes is
 // announced whenever it executes, even if the client never learns of it.
 var writeScript = redis.NewScript(`
