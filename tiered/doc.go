@@ -28,19 +28,35 @@
 // # Writing
 //
 // [Cache.Set], [Cache.SetMany] and [Cache.Delete] write L2 and publish the
-// invalidation in one round trip (on Redis Cluster, the publish follows the
-// writes in a second one), then invalidate this node's L1 (also when the
-// round trip failed). They never put the new value in L1. Commit to the
-// source of truth first, then call them.
+// invalidation with the write (one MULTI/EXEC on a single server; on Redis
+// Cluster a script per hash slot that writes and publishes, then a publish
+// through the channel's node, retried if it fails), then invalidate this
+// node's L1 and that of every other cache of the namespace on the same bus
+// (also when the round trip failed). They never put the new value in L1.
+// Commit to the source of truth first, then call them.
 //
 // # Staleness
 //
 // After a write returns nil, no node serves the replaced value from L1
 // later than MaxStaleness: each node's bus hears its own heartbeat, which
 // proves every invalidation published before it has arrived; when the
-// proof is older than MaxStaleness, or the subscription reconnects, or a
-// peer's message is lost, the node clears its L1 and reads L2 until the
-// proof is fresh again.
+// proof is older than MaxStaleness, or the subscription breaks, or a
+// peer's message is lost, the node clears its L1, detaches its loads in
+// flight, and reads L2 until the proof is fresh again. While it cannot
+// hear invalidations, a caller joins a load in flight only if it began
+// less than MaxStaleness ago.
+//
+// A write whose round trip failed may still land later (a timeout, a lost
+// reply). Its message travels with it, so every node drops the keys when
+// it lands, the writer's own included (see [invalidation.Bus.WriteFailed]).
+//
+// Reads that fill L1 go to the master: a Cluster client set to read
+// replicas (ReadOnly, RouteByLatency, RouteRandomly) reads with GETEX,
+// which go-redis routes to the master, because a lagging replica would
+// hand a fill the value a write just replaced. A failover client with
+// ReplicaOnly connects to replicas only and cannot be told apart from a
+// master client: it is not supported (its writes and leases fail with
+// READONLY, but its Gets would fill L1 from a lagging replica).
 //
 // Values served from L1 are shared by every caller: treat them as
 // immutable.

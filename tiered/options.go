@@ -38,13 +38,17 @@ type Codec = remote.Codec
 //	Codec              JSON
 type Options struct {
 	// Redis is the L2 client: *redis.Client, *redis.ClusterClient or a
-	// Sentinel-backed client. Required. The cache never closes it.
+	// Sentinel-backed client. Required. The cache never closes it. A
+	// Cluster client that reads replicas is supported (fills then read
+	// the master with GETEX); a failover client with ReplicaOnly is not
+	// (see the package doc).
 	Redis redis.UniversalClient
 	// Namespace prefixes every L2 key ("ns:key") and scopes invalidations.
 	// Required.
 	Namespace string
 	// Bus is a shared invalidation bus (one per process is enough for every
-	// cache). It must subscribe to the same Redis deployment as Redis, or
+	// cache, several of one namespace included: a write through one drops
+	// the keys from the others at once). It must subscribe to the same Redis deployment as Redis, or
 	// it never hears this cache's writes. The cache registers on it but
 	// never closes it. When nil, the
 	// cache makes a bus of its own from Redis, MaxStaleness and
