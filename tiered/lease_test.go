@@ -58,9 +58,15 @@ func TestStaleSetAcrossNodes(t *testing.T) {
 
 // TestStampede: 4 nodes x 50 goroutines miss one cold key whose loader takes
 // 50 ms; the loader runs once cluster-wide.
+// patientWaiters lets lease waiters wait far longer than the loads take,
+// even on a loaded machine (the race detector, miniredis's Lua, every
+// package's tests at once): a waiter that gives up after LeaseWait loads
+// by itself, which these tests would count as a second load.
+func patientWaiters(o *Options) { o.LeaseWait = 10 * time.Second }
+
 func TestStampede(t *testing.T) {
 	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
-		cs := nodes(t, s, 4, nil)
+		cs := nodes(t, s, 4, patientWaiters)
 		var calls atomic.Int64
 		loader := func(context.Context, string) (string, error) {
 			calls.Add(1)
@@ -95,7 +101,7 @@ func TestStampede(t *testing.T) {
 
 func TestStampedeBatches(t *testing.T) {
 	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
-		cs := nodes(t, s, 4, nil)
+		cs := nodes(t, s, 4, patientWaiters)
 		var mu sync.Mutex
 		loaded := map[string]int{}
 		loader := func(_ context.Context, keys []string) (map[string]string, error) {
