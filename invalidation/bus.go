@@ -63,6 +63,7 @@ type Bus struct {
 	live     liveness
 	peers    peerTable
 	failed   failedWrites
+	resend   [][]byte // messages of failed writes to publish again; see WriteFailed
 
 	n    counters
 	lag  histogram.Histogram
@@ -239,6 +240,11 @@ func (b *Bus) Message(namespace string, op Op, keys []string) []byte {
 // is the only news of it. msg must come from [Bus.Message] on this bus;
 // anything else is ignored. The bus remembers the last maxFailedWrites
 // such messages.
+//
+// The bus also publishes msg again itself, with its next heartbeat: the
+// write may never have reached Redis, and peers would then take its
+// sequence number for a lost message and clear their whole L1 after
+// GapGrace. A copy costs them one more invalidation of the keys.
 func (b *Bus) WriteFailed(msg []byte) {
 	m, err := decodeMessage(string(msg), nil)
 	if err != nil || m.origin != b.nodeID || m.op == opHeartbeat {
@@ -246,6 +252,9 @@ func (b *Bus) WriteFailed(msg []byte) {
 	}
 	b.mu.Lock()
 	b.failed.add(m.seq)
+	if len(b.resend) < maxFailedWrites {
+		b.resend = append(b.resend, msg)
+	}
 	b.mu.Unlock()
 }
 

@@ -45,6 +45,7 @@ func (b *Bus) heartbeatLoop() {
 	defer t.Stop()
 	for {
 		b.beat()
+		b.resendFailed()
 		select {
 		case <-b.ctx.Done():
 			return
@@ -82,6 +83,27 @@ func (b *Bus) beat() {
 		return
 	}
 	b.n.heartbeatsSent.Add(1)
+}
+
+// resendFailed publishes the messages of failed writes once more (see
+// WriteFailed). One that fails again is dropped: its peers then see a gap,
+// as they would have anyway.
+func (b *Bus) resendFailed() {
+	b.mu.Lock()
+	msgs := b.resend
+	b.resend = nil
+	b.mu.Unlock()
+	for _, msg := range msgs {
+		ctx, cancel := context.WithTimeout(b.ctx, b.opts.HeartbeatInterval)
+		err := pubsub.Publish(ctx, b.opts.Redis, b.opts.Channel, msg)
+		cancel()
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return
+			}
+			b.n.heartbeatErrors.Add(1)
+		}
+	}
 }
 
 // heardLocked records that own heartbeat seq arrived at now.

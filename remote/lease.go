@@ -97,7 +97,11 @@ type Lease struct {
 // another Redis type, return a zero Lease and a *[DecodeError], counted in
 // [Stats]; the caller should load without filling. When the command ran
 // but its reply was lost and the client sent it again, the second run
-// finds our own marker: that is LeaseGranted too, with our token.
+// finds our own marker: that is LeaseGranted too, with our token. A failed
+// round trip returns an error and a Lease with no State but the token of
+// the marker the command may still have stored (its reply timed out, say):
+// the caller releases it with [Store.Release] before loading without
+// filling, so that other nodes need not wait for it to expire.
 func (s *Store) GetOrLease(ctx context.Context, key string, leaseTTL time.Duration) (Lease, error) {
 	if err := s.checkLease(key, leaseTTL); err != nil {
 		return Lease{}, err
@@ -108,7 +112,9 @@ func (s *Store) GetOrLease(ctx context.Context, key string, leaseTTL time.Durati
 		return Lease{}, s.decodeError(key, "not a string (WRONGTYPE)", err)
 	}
 	if err != nil {
-		return Lease{}, fmt.Errorf("remote lease %q: %w", shortKey(key), err)
+		// The command may have run and stored our marker (a reply that
+		// timed out): hand back the token, so the caller can release it.
+		return Lease{Token: token}, fmt.Errorf("remote lease %q: %w", shortKey(key), err)
 	}
 	return s.leaseResult(key, res, token, now)
 }
@@ -184,10 +190,13 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, leaseTTL time
 		if err == redis.Nil { // SET NX GET found nothing and stored our marker
 			res, err = int64(1), nil
 		}
-		if isWrongType(err) {
+		switch {
+		case isWrongType(err):
 			leases[i], err = Lease{}, s.decodeError(keys[i], "not a string (WRONGTYPE)", err)
-		} else if err == nil {
+		case err == nil:
 			leases[i], err = s.leaseResult(keys[i], res, tokens[i], now)
+		default:
+			leases[i] = Lease{Token: tokens[i]} // as in GetOrLease
 		}
 		if err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("remote lease %q: %w", shortKey(keys[i]), err)
@@ -323,7 +332,16 @@ func (s *Store) ReleaseMany(ctx context.Context, keys []string, tokens [][]byte)
 	for i, k := range keys {
 		calls[i] = scriptCall{key: s.prefix + k, args: []any{tokens[i]}}
 	}
-	cmds, _ := s.evalMany(ctx, opRelease, releaseScript, calls)
+	// EVAL, not EVALSHA: a release follows a failure, often a timeout, and
+	// must run even if its reply never comes back in time, which a
+	// NOSCRIPT answer would need to. Releases are rare; the script's bytes
+	// cost nothing that matters.
+	cmds := make([]*redis.Cmd, len(calls))
+	s.pipeline(ctx, opRelease, func(rctx context.Context, pipe redis.Pipeliner) {
+		for i, c := range calls {
+			cmds[i] = releaseScript.Eval(rctx, pipe, c.scriptKeys(), c.args...)
+		}
+	})
 	for i, c := range cmds {
 		if err := c.Err(); err != nil {
 			return fmt.Errorf("remote release %q: %w", shortKey(keys[i]), err)

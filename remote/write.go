@@ -54,16 +54,16 @@ const publishAttempts = 3
 // is lost or the request lands after the client gave up on it.
 //
 // On Redis Cluster the writes of each hash slot run in one script that
-// also publishes the message (the last script sent to each node does), and
-// once every node has answered the message is published again through the
-// node that serves the channel's subscribers (package internal/publish).
+// also publishes the message, and once every node has answered the message
+// is published again through the node that serves the channel's
+// subscribers (package internal/publish).
 // The scripts' copies, which Cluster relays between nodes, make a write
 // that executes announce itself, like the transaction above; the last copy
 // is the one whose order against the subscribers' heartbeats is known,
 // which the staleness proof needs. (Publishing only in the same pipeline
 // as the writes would let a subscriber hear of a write before a slower
-// node executed it.) Subscribers get one copy per node written plus one,
-// and apply each. Writes to several slots are not atomic: a failed node
+// node executed it.) Subscribers get one copy per hash slot written plus
+// one, and apply each. Writes to several slots are not atomic: a failed node
 // leaves its keys unwritten while the others are written; the final
 // message is still published and the returned error says what failed, so
 // the caller must treat every key as possibly changed.
@@ -74,7 +74,7 @@ const publishAttempts = 3
 // not announced; the error says so.
 //
 // A publish after the writes that fails is tried again, up to three times
-// within the timeout. Setting or deleting a key also removes any lease on
+// within a timeout of its own. Setting or deleting a key also removes any lease on
 // it, so a pending [Store.Fill] of that key is refused. Write returns a
 // *[KeyError] or *[ValueSizeError] for bad input before sending anything,
 // and otherwise the first command error, wrapped.
@@ -107,8 +107,12 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 	}
 	if msg != nil && s.topo != topoSingle {
 		// After the writes, whatever their outcome: a write that failed on
-		// one node may have landed on another.
-		if perr := s.publish(rctx, channel, msg); perr != nil {
+		// one node may have landed on another. With a budget of its own:
+		// writes that timed out have used up rctx's.
+		pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Timeout)
+		perr := s.publish(pctx, channel, msg)
+		pcancel()
+		if perr != nil {
 			s.stats.errors.Add(1)
 			if err == nil {
 				err = perr
@@ -164,7 +168,9 @@ func (s *Store) writePipelined(ctx context.Context, sets []SetOp, dels []string)
 }
 
 // writeBySlot runs one writeScript per hash slot in one pipeline, which
-// go-redis splits by node. The last script of each node carries msg.
+// go-redis splits by node. Every script carries msg: the node a script
+// runs on is known only once it runs (a MOVED redirect sends it elsewhere),
+// and each must announce its own keys when it lands, however late.
 func (s *Store) writeBySlot(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) ([]redis.Cmder, error) {
 	n := len(sets) + len(dels)
 	if n == 0 {
@@ -177,12 +183,11 @@ func (s *Store) writeBySlot(ctx context.Context, sets []SetOp, dels []string, ch
 	keys = append(keys, dels...)
 	full := s.fullKeys(keys)
 	groups := groupBySlot(full)
-	carries := s.lastPerNode(ctx, full, groups, msg != nil)
 	calls := make([]scriptCall, len(groups))
 	for g, idx := range groups {
 		c := scriptCall{keys: make([]string, len(idx)), args: make([]any, 2, 2+2*len(idx))}
 		c.args[0], c.args[1] = channel, ""
-		if carries[g] {
+		if msg != nil {
 			c.args[1] = msg
 		}
 		for j, i := range idx {
@@ -205,37 +210,6 @@ func (s *Store) writeBySlot(ctx context.Context, sets []SetOp, dels []string, ch
 		}
 	}
 	return cmds, err
-}
-
-// lastPerNode marks, for each slot group, whether it is the last one sent
-// to its node, and so carries the message (want false: none does). Nodes
-// come from the client's cached slot map, with no round trip; if that map
-// is stale, go-redis follows the redirect and the message still goes out
-// after that script's own writes.
-func (s *Store) lastPerNode(ctx context.Context, full []string, groups [][]int, want bool) []bool {
-	carries := make([]bool, len(groups))
-	if !want {
-		return carries
-	}
-	cc, ok := s.rdb.(*redis.ClusterClient)
-	if !ok {
-		for g := range carries {
-			carries[g] = true
-		}
-		return carries
-	}
-	last := make(map[string]int)
-	for g, idx := range groups {
-		addr := "?" // unknown node: at least one group carries the message
-		if node, err := cc.MasterForKey(ctx, full[idx[0]]); err == nil {
-			addr = node.Options().Addr
-		}
-		last[addr] = g
-	}
-	for _, g := range last {
-		carries[g] = true
-	}
-	return carries
 }
 
 // publish sends msg through the channel's own node, trying again after a

@@ -274,7 +274,17 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 		if len(garbled) > 0 {
 			// The key holds bytes we cannot decode (so no lease can be
 			// taken on it), or its command failed: load without filling,
-			// and leave L2 to its TTL or the next Set.
+			// and leave L2 to its TTL or the next Set. A failed command may
+			// have stored our marker anyway; release it first, so other
+			// nodes need not wait LeaseTTL for it.
+			var stray []string
+			var strayTokens [][]byte
+			for n, i := range pending {
+				if l := leases[n]; l.State == 0 && l.Token != nil {
+					stray, strayTokens = append(stray, j.keys[i]), append(strayTokens, l.Token)
+				}
+			}
+			c.release(stray, strayTokens)
 			c.loadUnfilled(ctx, j, garbled)
 		}
 		if len(granted) > 0 {
