@@ -40,8 +40,6 @@ func decodeL2(t *testing.T, c *Cache[string], key string) (string, bool) {
 	return v, true
 }
 
-
-
 // TestReviewFailedWriteDoesNotClearPeers: a Set whose connection is
 // refused never reaches Redis, so its message is never published. Peers
 // lose nothing, yet the writer's next message shows them a gap in its
