@@ -26,14 +26,14 @@ type Cluster struct {
 // redis-cli; without them it skips, or fails when TIERCACHE_REQUIRE_REDIS=1.
 func NewCluster(tb testing.TB) *Cluster {
 	tb.Helper()
-	return newCluster(tb, 0, 5000)
+	return newCluster(tb, freePort, 0, 5000)
 }
 
 // NewClusterWithReplicas starts three masters with one replica each, for
 // failover tests ([Cluster.KillMaster]).
 func NewClusterWithReplicas(tb testing.TB) *Cluster {
 	tb.Helper()
-	return newCluster(tb, 1, 1000)
+	return newCluster(tb, freePort, 1, 1000)
 }
 
 // Node returns the node at addr; it fails the test if there is none.
@@ -48,7 +48,9 @@ func (c *Cluster) Node(tb testing.TB, addr string) *Server {
 	return nil
 }
 
-func newCluster(tb testing.TB, replicas, nodeTimeoutMs int) *Cluster {
+// newCluster starts the nodes on ports from pick, each with a bus port of
+// its own.
+func newCluster(tb testing.TB, pick portSource, replicas, nodeTimeoutMs int) *Cluster {
 	tb.Helper()
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
@@ -59,14 +61,8 @@ func newCluster(tb testing.TB, replicas, nodeTimeoutMs int) *Cluster {
 	}
 	c := &Cluster{}
 	for range 3 * (1 + replicas) {
-		// The bus port would default to port+10000, which nobody checked
-		// was free; pick one that is.
-		bus, err := freePort()
-		if err != nil {
-			tb.Fatalf("find free port: %v", err)
-		}
-		s := realWith(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(nodeTimeoutMs), "--cluster-port", strconv.Itoa(bus))
+		s := startReal(tb, pick, true, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", strconv.Itoa(nodeTimeoutMs))
 		c.nodes = append(c.nodes, s)
 		c.Addrs = append(c.Addrs, s.Addr)
 	}
@@ -114,18 +110,6 @@ func (c *Cluster) Client(tb testing.TB) *redis.ClusterClient {
 		tb.Fatalf("cluster client: %v", err)
 	}
 	return cc
-}
-
-// realWith starts a real server like Real, with extra arguments.
-func realWith(tb testing.TB, extra ...string) *Server {
-	tb.Helper()
-	s := Real(tb)
-	s.stop()
-	s.extra = extra
-	if err := s.start(); err != nil {
-		tb.Fatalf("start redis-server %v: %v", extra, err)
-	}
-	return s
 }
 
 // KillMaster kills the master at addr, as a crash would, and has its

@@ -43,10 +43,12 @@ type Server struct {
 	// Real reports whether this is a redis-server process rather than miniredis.
 	Real bool
 
-	mini  *miniredis.Miniredis
-	bin   string
-	dir   string
-	extra []string // more redis-server arguments
+	mini     *miniredis.Miniredis
+	bin      string
+	dir      string
+	sentinel string   // a sentinel's config file; empty for a plain server
+	bus      int      // cluster bus port (--cluster-port); 0 outside a cluster
+	extra    []string // more redis-server arguments
 
 	mu     sync.Mutex // guards proc and exited
 	proc   *exec.Cmd
@@ -77,6 +79,29 @@ func Mini(tb testing.TB) *Server {
 // it when TIERCACHE_REQUIRE_REDIS=1.
 func Real(tb testing.TB) *Server {
 	tb.Helper()
+	return startReal(tb, freePort, false)
+}
+
+// startReal starts a redis-server with extra arguments on ports from pick,
+// a cluster bus port too if clusterNode, and registers its cleanup.
+func startReal(tb testing.TB, pick portSource, clusterNode bool, extra ...string) *Server {
+	tb.Helper()
+	s := &Server{Real: true, bin: serverBinary(tb), dir: tb.TempDir(), extra: extra}
+	if err := s.startFresh(pick, clusterNode); err != nil {
+		what := "redis-server"
+		if len(extra) > 0 {
+			what += fmt.Sprintf(" %q", extra)
+		}
+		tb.Fatalf("redistest: start %s: %v", what, err)
+	}
+	tb.Cleanup(s.stop)
+	return s
+}
+
+// serverBinary finds redis-server on PATH, or skips the test, or fails it
+// when TIERCACHE_REQUIRE_REDIS=1.
+func serverBinary(tb testing.TB) string {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv(RequireEnv) == "1" {
@@ -84,40 +109,19 @@ func Real(tb testing.TB) *Server {
 		}
 		tb.Skipf("redis-server not on PATH (set %s=1 to make this a failure)", RequireEnv)
 	}
-	s := &Server{Real: true, bin: bin, dir: tb.TempDir()}
-	// A free port can be taken between our probe and the server's bind;
-	// retry a few times with a new port.
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			tb.Fatalf("find free port: %v", err)
-		}
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = s.start(); lastErr == nil {
-			break
-		}
-	}
-	if lastErr != nil {
-		tb.Fatalf("start redis-server: %v", lastErr)
-	}
-	tb.Cleanup(s.stop)
-	return s
+	return bin
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// start launches the process on s.Addr and waits until it answers PING.
+// start launches the process on s's ports and waits until it answers. It
+// returns an error wrapping errPortTaken when the server could not bind.
 func (s *Server) start() error {
 	_, port, _ := net.SplitHostPort(s.Addr)
-	cmd := exec.Command(s.bin,
+	var args []string
+	if s.sentinel != "" {
+		// redis-server reads a config file only as its first argument.
+		args = append(args, s.sentinel, "--sentinel")
+	}
+	args = append(args,
 		"--port", port,
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -127,7 +131,10 @@ func (s *Server) start() error {
 		"--logfile", "",
 		"--loglevel", "warning",
 	)
-	cmd.Args = append(cmd.Args, s.extra...)
+	if s.bus != 0 {
+		args = append(args, "--cluster-port", strconv.Itoa(s.bus))
+	}
+	cmd := exec.Command(s.bin, append(args, s.extra...)...)
 	dieWithParent(cmd)
 	var out strings.Builder
 	cmd.Stdout = &out
@@ -138,27 +145,37 @@ func (s *Server) start() error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	// Short timeouts: a port held by something other than Redis may accept
+	// the connection and never answer.
+	c := redis.NewClient(&redis.Options{
+		Addr:         s.Addr,
+		MaxRetries:   -1,
+		DialTimeout:  200 * time.Millisecond,
+		ReadTimeout:  200 * time.Millisecond,
+		WriteTimeout: 200 * time.Millisecond,
+	})
 	defer c.Close()
-	// No readiness signal exists short of the server answering, so poll PING
-	// with a deadline.
+	// No readiness signal exists short of the server answering, so poll with
+	// a deadline.
 	deadline := time.Now().Add(startTimeout)
 	for {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("redis-server exited: %v: %s", err, out.String())
+			// out is complete: Wait returns after copying all output.
+			if strings.Contains(out.String(), "Address already in use") {
+				return fmt.Errorf("redis-server on %s exited: %v: %w: %s", s.ports(), err, errPortTaken, out.String())
+			}
+			return fmt.Errorf("redis-server on %s exited: %v: %s", s.ports(), err, out.String())
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
+		err := answersAs(c, s.Addr, cmd.Process.Pid)
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-exited
-			return fmt.Errorf("redis-server on %s not ready after %v: %v", s.Addr, startTimeout, err)
+			return fmt.Errorf("redis-server on %s not ready after %v: %v", s.ports(), startTimeout, err)
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval, not synchronization
 	}
@@ -166,6 +183,36 @@ func (s *Server) start() error {
 	s.proc, s.exited = cmd, exited
 	s.mu.Unlock()
 	return nil
+}
+
+// answersAs returns nil once the server at addr, reached through c, answers
+// as process pid. PING alone is not enough: when another test's server holds
+// our port, it answers while ours is still starting up to fail its bind, and
+// the test would run against someone else's data.
+func answersAs(c *redis.Client, addr string, pid int) error {
+	// Until the server listens, probe with a bare dial: a go-redis pool whose
+	// dials keep failing stops dialing and leaves a goroutine retrying once a
+	// second, which would slow the start and outlive c.Close.
+	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	_ = conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if got, ok := strings.CutPrefix(line, "process_id:"); ok {
+			if got != strconv.Itoa(pid) {
+				return fmt.Errorf("process %s answers, not ours (%d)", got, pid)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("INFO server has no process_id")
 }
 
 // stop kills the process this Server started (by its PID) and reaps it.
@@ -213,7 +260,9 @@ func (s *Server) Mini() *miniredis.Miniredis { return s.mini }
 
 // Restart stops the server and starts it again on the same address. A real
 // server comes back empty (it keeps nothing on disk); every client connection
-// breaks, including pub/sub subscriptions.
+// breaks, including pub/sub subscriptions. If another process takes the port
+// while it is free, Restart tries again for about a second before it fails
+// the test with an error naming the port.
 func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
 	if !s.Real {
@@ -224,8 +273,8 @@ func (s *Server) Restart(tb testing.TB) {
 		return
 	}
 	s.stop()
-	if err := s.start(); err != nil {
-		tb.Fatalf("restart redis-server: %v", err)
+	if err := s.startSamePort(backoff); err != nil {
+		tb.Fatalf("redistest: restart redis-server: %v", err)
 	}
 }
 

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -36,8 +34,8 @@ func NewSentinelWithReplica(tb testing.TB) *Sentinel {
 	tb.Helper()
 	master := Real(tb)
 	host, port, _ := net.SplitHostPort(master.Addr)
-	replica := realWith(tb, "--replicaof", host, port)
-	return newSentinel(tb, master, replica,
+	replica := startReal(tb, freePort, false, "--replicaof", host, port)
+	return newSentinel(tb, freePort, master, replica,
 		"sentinel down-after-milliseconds "+SentinelMaster+" 500\n"+
 			"sentinel failover-timeout "+SentinelMaster+" 2000\n")
 }
@@ -47,31 +45,28 @@ func NewSentinelWithReplica(tb testing.TB) *Sentinel {
 // TIERCACHE_REQUIRE_REDIS=1, without redis-server.
 func NewSentinel(tb testing.TB) *Sentinel {
 	tb.Helper()
-	return newSentinel(tb, Real(tb), nil, "")
+	return newSentinel(tb, freePort, Real(tb), nil, "")
 }
 
-func newSentinel(tb testing.TB, master, replica *Server, extraConf string) *Sentinel {
+// newSentinel starts a sentinel for master on a port from pick.
+func newSentinel(tb testing.TB, pick portSource, master, replica *Server, extraConf string) *Sentinel {
 	tb.Helper()
 	_, mport, _ := net.SplitHostPort(master.Addr)
-	// A sentinel rewrites its config file, so it gets one of its own.
-	conf := filepath.Join(tb.TempDir(), "sentinel.conf")
+	dir := tb.TempDir()
+	// A sentinel rewrites its config file, so it gets one of its own. One
+	// that fails to bind exits before it rewrites anything, so a retry can
+	// reuse the file.
+	conf := filepath.Join(dir, "sentinel.conf")
 	body := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %s 1\n", SentinelMaster, mport) + extraConf
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		tb.Fatalf("write sentinel config: %v", err)
 	}
-	port, err := freePort()
-	if err != nil {
-		tb.Fatalf("find free port: %v", err)
+	sn := &Server{Real: true, bin: master.bin, dir: dir, sentinel: conf}
+	if err := sn.startFresh(pick, false); err != nil {
+		tb.Fatalf("redistest: start sentinel: %v", err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(master.bin, conf, "--sentinel", "--port", strconv.Itoa(port), "--bind", "127.0.0.1")
-	dieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start sentinel: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	tb.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	tb.Cleanup(sn.stop)
+	addr := sn.Addr
 
 	sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
 	defer sc.Close()
@@ -82,11 +77,6 @@ func newSentinel(tb testing.TB, master, replica *Server, extraConf string) *Sent
 		got, err := sc.GetMasterAddrByName(context.Background(), SentinelMaster).Result()
 		if err == nil && len(got) == 2 && got[1] == mport {
 			break
-		}
-		select {
-		case err := <-exited:
-			tb.Fatalf("sentinel exited: %v", err)
-		default:
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("sentinel on %s does not name the master after %v: %v %v", addr, startTimeout, got, err)
