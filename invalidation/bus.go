@@ -53,7 +53,7 @@ type Bus struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	kick   chan struct{} // size 1: asks the watchdog to plan again; a pending kick suffices
-	ready  chan struct{} // closed when the bus is first usable
+	ready  chan struct{} // closed when the bus turns usable; replaced, under mu, when it turns unusable
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex // guards the fields below; held while handlers run, so they run one at a time
@@ -70,12 +70,16 @@ type Bus struct {
 	logs [numEvents]limiter
 }
 
-// New subscribes to o.Channel, waits for the confirmation, and starts the
-// receive loop, the heartbeat and the watchdog. It then waits up to
+// New starts a bus: it subscribes to o.Channel and starts the receive
+// loop, the heartbeat and the watchdog. It returns an error only if o is
+// invalid: when Redis cannot be reached (the subscription is not confirmed
+// within o.ConfirmTimeout), it returns the bus anyway, unusable, and the
+// receive loop keeps trying to subscribe, with capped and jittered
+// backoff, until it succeeds or the bus is closed. So a process can start
+// while Redis is down. After a confirmed subscription New waits up to
 // o.ConfirmTimeout (or until ctx is done) to hear its own first heartbeat,
 // and returns the bus even if it has not: [Bus.Usable] turns true when it
-// does. It returns an error if o is invalid or the subscription is not
-// confirmed within o.ConfirmTimeout. The caller closes the bus.
+// does. To wait for that, call [Bus.WaitUsable]. The caller closes the bus.
 func New(ctx context.Context, o Options) (*Bus, error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
@@ -96,14 +100,18 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 	ps, err := b.subscribe(sctx)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("invalidation subscribe %q: %w", o.Channel, err)
+		b.n.subscribeErrors.Add(1)
+		b.log(event{kind: eventLost, args: []any{"err", fmt.Errorf("invalidation subscribe %q: %w", o.Channel, err)}})
 	}
-	b.ps = ps
+	b.ps = ps // nil if not subscribed: the receive loop subscribes first
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(3)
 	go b.receiveLoop(ps)
 	go b.heartbeatLoop()
 	go b.watchdog()
+	if ps == nil {
+		return b, nil
+	}
 
 	t := time.NewTimer(o.ConfirmTimeout)
 	defer t.Stop()
@@ -113,6 +121,32 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 	case <-ctx.Done():
 	}
 	return b, nil
+}
+
+// WaitUsable returns nil once the bus is usable ([Bus.Usable]), at once if
+// it is now, or ctx's error if ctx ends first, or [ErrClosed] if the bus
+// is closed. A service that must not start without Redis calls it with a
+// deadline after New.
+func (b *Bus) WaitUsable(ctx context.Context) error {
+	for {
+		b.mu.Lock()
+		closed, ready := b.closed, b.ready
+		b.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		if b.usable.Load() {
+			return nil
+		}
+		select {
+		case <-ready:
+			// Turned usable; check again, it may have flipped back.
+		case <-b.ctx.Done():
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Registration is one handler registered on a [Bus]. It is safe for
@@ -322,7 +356,9 @@ func (b *Bus) Close() error {
 	// Cancel first: it aborts a dial in progress inside the PubSub, which
 	// holds the lock PubSub.Close takes.
 	b.cancel()
-	_ = ps.Close() // it fails only if the receive loop closed it already
+	if ps != nil {
+		_ = ps.Close() // it fails only if the receive loop closed it already
+	}
 	b.wg.Wait()
 	return nil
 }

@@ -3,7 +3,6 @@ package invalidation
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/faultproxy"
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
@@ -114,17 +114,47 @@ func TestNewErrors(t *testing.T) {
 	if _, err := New(context.Background(), Options{}); err == nil || !strings.Contains(err.Error(), "Options.Redis") {
 		t.Errorf("New without Redis = %v, want an error naming Options.Redis", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+}
+
+// TestStartWithoutRedis: New succeeds while Redis refuses connections; the
+// bus is unusable (WaitUsable times out) and becomes usable by itself once
+// Redis answers, with no call from the caller.
+func TestStartWithoutRedis(t *testing.T) {
+	s := redistest.Real(t)
+	p, err := faultproxy.Start(s.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer p.Close()
+	p.Refuse(true)
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer c.Close()
-	b, err := New(context.Background(), Options{Redis: c, ConfirmTimeout: 200 * time.Millisecond})
-	if err == nil || b != nil {
-		t.Errorf("New with no server = %v, %v, want an error", b, err)
+	start := time.Now()
+	b, err := New(context.Background(), Options{Redis: c, ConfirmTimeout: 200 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("New with Redis refusing connections = %v, want a bus", err)
+	}
+	defer b.Close()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("New took %v with Redis down; want it bounded by ConfirmTimeout", d)
+	}
+	if b.Usable() {
+		t.Fatal("Usable() with Redis down = true")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err = b.WaitUsable(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitUsable with Redis down = %v, want DeadlineExceeded", err)
+	}
+	if b.Stats().SubscribeErrors == 0 {
+		t.Error("SubscribeErrors = 0 with Redis down")
+	}
+	p.Refuse(false)
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.WaitUsable(ctx); err != nil {
+		t.Fatalf("WaitUsable after Redis came back = %v, want nil (the bus heals by itself)", err)
 	}
 }
 

@@ -143,6 +143,7 @@ func (b *Bus) bypassLocked(now int64) bool {
 	}
 	b.usable.Store(false)
 	b.live.since = now
+	b.ready = make(chan struct{}) // for WaitUsable; closed when usable again
 	return true
 }
 

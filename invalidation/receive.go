@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,11 @@ func (b *Bus) subscribe(ctx context.Context) (*redis.PubSub, error) {
 // subscription here.
 func (b *Bus) receiveLoop(ps *redis.PubSub) {
 	defer b.wg.Done()
+	if ps == nil { // New could not subscribe: Redis was unreachable
+		if ps = b.resubscribe(); ps == nil {
+			return
+		}
+	}
 	var keys []string // reused across messages; handlers do not retain keys
 	for {
 		msg, err := ps.ReceiveTimeout(b.ctx, b.opts.MaxStaleness)
@@ -98,7 +104,9 @@ func (b *Bus) resubscribe() *redis.PubSub {
 		// On Cluster, the channel's master may have failed over; without
 		// a reload the client keeps dialing the dead one.
 		pubsub.Refresh(b.ctx, b.opts.Redis)
-		t.Reset(backoff)
+		// Jittered, so that every replica of a deployment does not dial
+		// the returning Redis in the same instant.
+		t.Reset(backoff/2 + rand.N(backoff/2+1))
 		select {
 		case <-b.ctx.Done():
 			return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -111,6 +112,9 @@ func (s *Store) GetOrLease(ctx context.Context, key string, leaseTTL time.Durati
 	if isWrongType(err) {
 		return Lease{}, s.decodeError(key, "not a string (WRONGTYPE)", err)
 	}
+	if errors.Is(err, ErrUnavailable) { // nothing was sent
+		return Lease{}, fmt.Errorf("remote lease %q: %w", shortKey(key), err)
+	}
 	if err != nil {
 		// The command may have run and stored our marker (a reply that
 		// timed out): hand back the token, so the caller can release it.
@@ -124,7 +128,10 @@ func (s *Store) GetOrLease(ctx context.Context, key string, leaseTTL time.Durati
 // string) or int64(1) when our marker was stored, as the script's.
 func (s *Store) leaseOne(ctx context.Context, key string, marker []byte, ms int64) (any, time.Time, error) {
 	if !s.scriptLease.Load() {
-		rctx, cancel, start := s.begin(ctx)
+		rctx, cancel, start, ok := s.begin(ctx)
+		if !ok {
+			return nil, start, ErrUnavailable
+		}
 		res, err := setLease(rctx, s.rdb, key, marker, ms).Result()
 		cancel()
 		if !s.refusesSetNXGet(err) {
@@ -195,6 +202,7 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, leaseTTL time
 			leases[i], err = Lease{}, s.decodeError(keys[i], "not a string (WRONGTYPE)", err)
 		case err == nil:
 			leases[i], err = s.leaseResult(keys[i], res, tokens[i], now)
+		case errors.Is(err, ErrUnavailable): // nothing was sent
 		default:
 			leases[i] = Lease{Token: tokens[i]} // as in GetOrLease
 		}
@@ -443,14 +451,20 @@ func (c scriptCall) scriptKeys() []string {
 // loads it again. It returns the reply and the time the reply arrived.
 func (s *Store) evalOne(ctx context.Context, o op, script *redis.Script, key string, args ...any) (any, time.Time, error) {
 	keys := []string{key}
-	rctx, cancel, start := s.begin(ctx)
+	rctx, cancel, start, ok := s.begin(ctx)
+	if !ok {
+		return nil, start, ErrUnavailable
+	}
 	res, err := script.EvalSha(rctx, s.rdb, keys, args...).Result()
 	cancel()
 	now := s.end(o, start, err)
 	if !isNoScript(err) {
 		return res, now, err
 	}
-	rctx, cancel, start = s.begin(ctx)
+	rctx, cancel, start, ok = s.begin(ctx)
+	if !ok {
+		return nil, start, ErrUnavailable
+	}
 	res, err = script.Eval(rctx, s.rdb, keys, args...).Result()
 	cancel()
 	now = s.end(o, start, err)
@@ -489,10 +503,16 @@ func (s *Store) evalMany(ctx context.Context, o op, script *redis.Script, calls 
 // the time the replies arrived.
 func (s *Store) pipeline(ctx context.Context, o op, add func(context.Context, redis.Pipeliner)) time.Time {
 	pipe := s.rdb.Pipeline()
-	rctx, cancel, start := s.begin(ctx)
+	rctx, cancel, start, ok := s.begin(ctx)
 	add(rctx, pipe)
 	cmds, _ := pipe.Exec(rctx)
 	cancel()
+	if !ok { // rctx was cancelled: nothing was sent
+		for _, c := range cmds {
+			c.SetErr(ErrUnavailable)
+		}
+		return start
+	}
 	// Exec returns the first command's error, which may be a NOSCRIPT that
 	// evalMany handles; a failed round trip is any other error.
 	var err error

@@ -53,6 +53,26 @@ type Options struct {
 	// DisableCompression stores every value uncompressed. Readers still
 	// decompress values that other writers compressed.
 	DisableCompression bool
+
+	// BreakerThreshold is how many round trips in a row must fail with an
+	// outage error (a timeout, a network error, a server that is loading
+	// or has no master) before the circuit breaker opens and every call
+	// returns [ErrUnavailable] at once. Default: 5.
+	BreakerThreshold int
+	// BreakerMinOpen is how long the breaker first stays open before it
+	// lets one call through as a probe. Each failed probe doubles the
+	// wait, up to BreakerMaxOpen. Default: 100ms.
+	BreakerMinOpen time.Duration
+	// BreakerMaxOpen caps the wait between probes, and so bounds how long
+	// after Redis returns the Store notices. Default: 2s.
+	BreakerMaxOpen time.Duration
+	// DisableBreaker sends every call to Redis, however many failed
+	// before. Default: false.
+	DisableBreaker bool
+	// OnBreakerChange, if set, is called with true when the breaker opens
+	// and false when it closes. It runs on the goroutine of the call that
+	// changed it and must not block. Default: nil.
+	OnBreakerChange func(open bool)
 }
 
 // Defaults of the Options fields.
@@ -61,6 +81,9 @@ const (
 	defaultMaxKeySize        = 1024
 	defaultMaxValueSize      = 1 << 20
 	defaultCompressThreshold = 1 << 10
+	defaultBreakerThreshold  = 5
+	defaultBreakerMinOpen    = 100 * time.Millisecond
+	defaultBreakerMaxOpen    = 2 * time.Second
 )
 
 func (o Options) withDefaults() Options {
@@ -78,6 +101,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CompressThreshold == 0 {
 		o.CompressThreshold = defaultCompressThreshold
+	}
+	if o.BreakerThreshold == 0 {
+		o.BreakerThreshold = defaultBreakerThreshold
+	}
+	if o.BreakerMinOpen == 0 {
+		o.BreakerMinOpen = defaultBreakerMinOpen
+	}
+	if o.BreakerMaxOpen == 0 {
+		o.BreakerMaxOpen = max(defaultBreakerMaxOpen, o.BreakerMinOpen)
 	}
 	return o
 }
@@ -99,6 +131,10 @@ func (o Options) validate() error {
 		return fmt.Errorf("remote: Options.MaxValueSize must be over %d: %d", headerLen+tokenLen, o.MaxValueSize)
 	case o.CompressThreshold < 0:
 		return fmt.Errorf("remote: Options.CompressThreshold is negative: %d", o.CompressThreshold)
+	case o.BreakerThreshold < 0:
+		return fmt.Errorf("remote: Options.BreakerThreshold is negative: %d", o.BreakerThreshold)
+	case o.BreakerMinOpen < 0 || o.BreakerMaxOpen < o.BreakerMinOpen:
+		return fmt.Errorf("remote: Options.BreakerMinOpen (%v) must be >= 0 and at most Options.BreakerMaxOpen (%v)", o.BreakerMinOpen, o.BreakerMaxOpen)
 	}
 	if id := o.Codec.ID(); id != codecJSON && id != codecMsgpack && id < codecUserMin {
 		return fmt.Errorf("remote: Options.Codec ID %d is reserved; user codecs use %d..255", id, codecUserMin)

@@ -44,6 +44,9 @@ func TestOptionsDocDefaults(t *testing.T) {
 		default:
 			got = fmt.Sprint(v)
 		}
+		if fv := d.FieldByName(name); fv.Kind() == reflect.Func && fv.IsNil() {
+			got = "nil"
+		}
 		t.Logf("Options.%s default: %s", name, got)
 		if got != want {
 			t.Errorf("Options.%s: doc says Default: %s, withDefaults gives %s", name, want, got)

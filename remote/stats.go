@@ -24,6 +24,10 @@ type Stats struct {
 	LeasesGranted uint64 // GetOrLease calls that got the lease
 	LeasesHeld    uint64 // GetOrLease calls that found another caller's lease
 	FillsRefused  uint64 // Fill calls that found the lease gone (written, deleted or expired)
+
+	BreakerOpen     bool   // the circuit breaker refuses calls now (open, or one probe in flight)
+	BreakerOpens    uint64 // times it opened after consecutive outage errors
+	BreakerRejected uint64 // calls refused with ErrUnavailable, never sent
 }
 
 // op names one kind of Store call for the latency histograms.
@@ -63,6 +67,10 @@ func (s *Store) Stats() Stats {
 		LeasesGranted: c.leasesGranted.Load(),
 		LeasesHeld:    c.leasesHeld.Load(),
 		FillsRefused:  c.fillsRefused.Load(),
+
+		BreakerOpen:     s.brk.isOpen(),
+		BreakerOpens:    s.brk.opened.Load(),
+		BreakerRejected: s.brk.rejected.Load(),
 	}
 }
 
@@ -82,20 +90,31 @@ func (s *Store) Latency() map[string]histogram.Snapshot {
 // begin starts one round trip: it bounds ctx by Options.Timeout and reads
 // the clock for the latency histogram. A ctx that already ends sooner is
 // used as is, which saves the timer.
-func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc, time.Time) {
-	start := time.Now()
+//
+// While the circuit breaker is open it returns a context that is already
+// cancelled and ok false: the caller must not send, and reports
+// ErrUnavailable (commands already queued on a pipeline fail at once
+// with the cancelled context, and the caller overwrites their errors).
+func (s *Store) begin(ctx context.Context) (rctx context.Context, cancel context.CancelFunc, start time.Time, ok bool) {
+	start = time.Now()
+	if !s.brk.admit() {
+		rctx, cancel = context.WithCancel(ctx)
+		cancel()
+		return rctx, cancel, start, false
+	}
 	deadline := start.Add(s.opts.Timeout)
 	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
-		return ctx, func() {}, start
+		return ctx, func() {}, start, true
 	}
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	return ctx, cancel, start
+	rctx, cancel = context.WithDeadline(ctx, deadline)
+	return rctx, cancel, start, true
 }
 
 // end finishes one round trip begun at start, counting it and, unless err
 // is nil, a miss or NOSCRIPT, an error. It returns the time it read.
 func (s *Store) end(o op, start time.Time, err error) time.Time {
 	now := time.Now()
+	s.brk.record(err)
 	c := &s.stats
 	c.roundTrips.Add(1)
 	c.latency[o].Observe(now.Sub(start))

@@ -30,6 +30,7 @@ type Store struct {
 	// returns the old value, which L1 would then keep for LocalTTL under a
 	// stamp taken after the invalidation.
 	masterReads bool
+	brk         breaker
 	stats       counters
 	// scriptLease is set once the server has refused SET with both NX and
 	// GET (Redis before 7.0); leases then go through leaseScript.
@@ -63,6 +64,13 @@ func New(o Options) (*Store, error) {
 		codec:   o.Codec,
 		codecID: o.Codec.ID(),
 		topo:    topoSharded,
+	}
+	s.brk = breaker{
+		threshold: int32(o.BreakerThreshold),
+		minOpen:   o.BreakerMinOpen,
+		maxOpen:   o.BreakerMaxOpen,
+		disabled:  o.DisableBreaker,
+		onChange:  o.OnBreakerChange,
 	}
 	switch c := o.Redis.(type) {
 	case *redis.Client:
@@ -250,7 +258,10 @@ func (s *Store) Get(ctx context.Context, key string) (it Item, ok bool, err erro
 	if err := s.CheckKey(key); err != nil {
 		return Item{}, false, err
 	}
-	rctx, cancel, start := s.begin(ctx)
+	rctx, cancel, start, ok := s.begin(ctx)
+	if !ok {
+		return Item{}, false, fmt.Errorf("remote get %q: %w", shortKey(key), ErrUnavailable)
+	}
 	var b []byte
 	if s.masterReads {
 		var str string
@@ -304,7 +315,10 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (items []Item, ok []
 		return items, ok, nil
 	}
 	full := s.fullKeys(keys)
-	rctx, cancel, start := s.begin(ctx)
+	rctx, cancel, start, admitted := s.begin(ctx)
+	if !admitted {
+		return items, ok, fmt.Errorf("remote get many (%d keys): %w", len(keys), ErrUnavailable)
+	}
 	var vals []any
 	switch {
 	case s.masterReads:

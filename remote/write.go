@@ -85,30 +85,38 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 	if len(sets) == 0 && len(dels) == 0 && msg == nil {
 		return nil
 	}
-	rctx, cancel, start := s.begin(ctx)
-	defer cancel()
 	written := len(msg)
 	for _, op := range sets {
 		written += len(op.Data)
 	}
 	var cmds []redis.Cmder
 	var err error
-	switch s.topo {
-	case topoSingle:
-		cmds, err = s.writeTx(rctx, sets, dels, channel, msg)
-	case topoCluster:
-		cmds, err = s.writeBySlot(rctx, sets, dels, channel, msg)
-	default:
-		cmds, err = s.writePipelined(rctx, sets, dels)
-	}
-	if s.topo != topoCluster {
-		// writeBySlot's pipeline counted its own round trip.
+	if s.topo == topoCluster {
+		// The scripts' pipeline admits itself through the breaker and
+		// counts its own round trip.
+		cmds, err = s.writeBySlot(ctx, sets, dels, channel, msg)
+		if errors.Is(err, ErrUnavailable) {
+			return fmt.Errorf("remote write (%d sets, %d deletes): %w", len(sets), len(dels), ErrUnavailable)
+		}
+	} else {
+		rctx, cancel, start, ok := s.begin(ctx)
+		if !ok {
+			cancel()
+			return fmt.Errorf("remote write (%d sets, %d deletes): %w", len(sets), len(dels), ErrUnavailable)
+		}
+		if s.topo == topoSingle {
+			cmds, err = s.writeTx(rctx, sets, dels, channel, msg)
+		} else {
+			cmds, err = s.writePipelined(rctx, sets, dels)
+		}
+		cancel()
 		s.end(opWrite, start, err)
 	}
-	if msg != nil && s.topo != topoSingle {
+	if msg != nil && s.topo != topoSingle && !s.brk.isOpen() {
 		// After the writes, whatever their outcome: a write that failed on
 		// one node may have landed on another. With a budget of its own:
-		// writes that timed out have used up rctx's.
+		// writes that timed out have used up theirs. Not while the breaker
+		// is open: Redis is not answering.
 		pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Timeout)
 		perr := s.publish(pctx, channel, msg)
 		pcancel()

@@ -40,14 +40,18 @@ type Cache[V any] struct {
 	closed bool
 	loads  sync.WaitGroup // loads in progress
 
-	isClosed atomic.Bool // mirrors closed for lock-free checks
-	st       counters
-	fails    failureLog
+	isClosed  atomic.Bool   // mirrors closed for lock-free checks
+	loadSlots chan struct{} // nil, or one token per loader call running (MaxConcurrentLoads)
+	st        counters
+	fails     failureLog
 }
 
-// New makes a Cache. It checks o (errors name the field), connects its own
+// New makes a Cache. It checks o (errors name the field), starts its own
 // invalidation bus when o.Bus is nil, and registers on the bus. It returns
-// an error, never panics, on bad configuration.
+// an error, never panics, on bad configuration, and only then: with Redis
+// unreachable it returns a working cache that reads through the loader,
+// with L1 off until the bus proves its subscription (it keeps trying in
+// the background). Call [Cache.WaitReady] to wait for that.
 func New[V any](o Options) (*Cache[V], error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
@@ -62,6 +66,11 @@ func New[V any](o Options) (*Cache[V], error) {
 		MaxValueSize:       o.MaxValueSize,
 		CompressThreshold:  o.CompressThreshold,
 		DisableCompression: o.DisableCompression,
+		BreakerThreshold:   o.BreakerThreshold,
+		BreakerMinOpen:     o.BreakerMinOpen,
+		BreakerMaxOpen:     o.BreakerMaxOpen,
+		DisableBreaker:     o.DisableBreaker,
+		OnBreakerChange:    func(open bool) { logBreaker(o.Logger, o.Namespace, open) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tiered: %w", err)
@@ -71,6 +80,9 @@ func New[V any](o Options) (*Cache[V], error) {
 		return nil, fmt.Errorf("tiered: %w", err)
 	}
 	c := &Cache[V]{opts: o, l1: l1, l2: l2, bus: o.Bus}
+	if o.MaxConcurrentLoads > 0 {
+		c.loadSlots = make(chan struct{}, o.MaxConcurrentLoads) // a counting semaphore
+	}
 	if c.bus == nil {
 		c.bus, err = invalidation.New(context.Background(), invalidation.Options{
 			Redis:             o.Redis,
@@ -122,6 +134,23 @@ func (c *Cache[V]) Close() error {
 	c.cancel()
 	c.loads.Wait()
 	c.l1.Close()
+	return err
+}
+
+// WaitReady returns nil once the cache's bus has proven its subscription,
+// so that L1 serves and every promise holds: at once if it has, or ctx's
+// error if ctx ends first. [New] returns without waiting (a replica can
+// start while Redis is down, reading through the loader); a service that
+// must not start without Redis calls WaitReady with a deadline after New.
+// It returns [ErrClosed] after Close.
+func (c *Cache[V]) WaitReady(ctx context.Context) error {
+	if c.isClosed.Load() {
+		return ErrClosed
+	}
+	err := c.bus.WaitUsable(ctx)
+	if errors.Is(err, invalidation.ErrClosed) {
+		return ErrClosed
+	}
 	return err
 }
 

@@ -12,6 +12,15 @@ import (
 // [Cache.GetOrLoad] then caches that answer for [Options.NegativeTTL].
 var ErrNotFound = errors.New("tiered: not found")
 
+// ErrUnavailable is returned, wrapped, by every method that needs Redis
+// while the circuit breaker around L2 is open: Redis failed
+// [Options.BreakerThreshold] round trips in a row, and the cache skips it
+// until a probe succeeds. Set, SetMany, Delete and Clear return it at
+// once (and still drop the keys from this node's L1); Get and GetMany
+// return it at once; GetOrLoad and GetOrLoadMany never do: they call the
+// loader. Match it with errors.Is.
+var ErrUnavailable = remote.ErrUnavailable
+
 // ErrClosed is returned by every method of a [Cache] after [Cache.Close].
 var ErrClosed = errors.New("tiered: cache closed")
 

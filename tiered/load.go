@@ -467,12 +467,25 @@ type loaded[V any] struct {
 // outlives the load only as long as such a loader keeps running. A panic
 // becomes a *PanicError.
 func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []string) (map[string]V, error) {
+	if c.loadSlots != nil {
+		select {
+		case c.loadSlots <- struct{}{}:
+		case <-ctx.Done():
+			c.st.loadErrors.Add(1)
+			return nil, c.aborted(ctx)
+		}
+	}
 	c.st.loads.Add(1)
 	start := time.Now()
 	ch := make(chan loaded[V], 1) // the loader's goroutine never blocks on it
 	go func() {
 		var r loaded[V]
 		returned := false
+		if c.loadSlots != nil {
+			// The slot is held while the loader runs, abandoned or not: it
+			// bounds the calls the source of truth sees.
+			defer func() { <-c.loadSlots }()
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				c.st.panics.Add(1)

@@ -44,3 +44,17 @@ func (f *failureLog) success(l *slog.Logger, namespace string) {
 			slog.String("namespace", namespace), slog.Uint64("errors_since_last_report", f.pending.Swap(0)))
 	}
 }
+
+// logBreaker logs the circuit breaker's state changes. The breaker's
+// doubling wait between probes keeps these rare; a flapping Redis logs at
+// most once per probe.
+func logBreaker(l *slog.Logger, namespace string, open bool) {
+	if open {
+		l.LogAttrs(context.Background(), slog.LevelWarn,
+			"tiercache: redis unreachable; circuit breaker open: reads go to the loader, writes fail with ErrUnavailable",
+			slog.String("namespace", namespace))
+		return
+	}
+	l.LogAttrs(context.Background(), slog.LevelInfo, "tiercache: redis answers again; circuit breaker closed",
+		slog.String("namespace", namespace))
+}

@@ -36,6 +36,10 @@ type Codec = remote.Codec
 //	MaxValueSize       1 MiB encoded
 //	CompressThreshold  remote's default
 //	Codec              JSON
+//	BreakerThreshold   5    consecutive Redis failures that open the breaker
+//	BreakerMinOpen     100ms first wait before a probe (doubles per failed probe)
+//	BreakerMaxOpen     2s   longest wait between probes
+//	MaxConcurrentLoads 0    no bound on loader calls at once
 type Options struct {
 	// Redis is the L2 client: *redis.Client, *redis.ClusterClient or a
 	// Sentinel-backed client. Required. The cache never closes it. A
@@ -107,6 +111,30 @@ type Options struct {
 	// LocalTTL that keeps keys filled together from expiring together.
 	// Default: false.
 	DisableJitter bool
+
+	// BreakerThreshold is how many Redis round trips in a row must fail
+	// (time out, or fail on the network) before the circuit breaker opens:
+	// from then on every call skips Redis at once, reads go to the loader
+	// and writes return [ErrUnavailable], until a probe succeeds.
+	// Default: 5.
+	BreakerThreshold int
+	// BreakerMinOpen is how long the breaker first stays open before one
+	// call probes Redis; each failed probe doubles it, up to
+	// BreakerMaxOpen. Default: 100ms.
+	BreakerMinOpen time.Duration
+	// BreakerMaxOpen caps the wait between probes, so the cache notices a
+	// returning Redis within it. Default: 2s.
+	BreakerMaxOpen time.Duration
+	// DisableBreaker sends every call to Redis however many failed before,
+	// each then bounded only by RedisTimeout. Default: false.
+	DisableBreaker bool
+	// MaxConcurrentLoads bounds the loader calls this cache runs at once,
+	// so that an outage of Redis (every read a miss) does not turn into a
+	// stampede on the source of truth. Loads over the bound wait for a
+	// slot, bounded by LoadTimeout; their callers wait as long as their
+	// contexts allow. Loads of one key are coalesced either way. Zero
+	// means no bound. Default: 0.
+	MaxConcurrentLoads int
 }
 
 const jitterFraction = 0.1
@@ -154,6 +182,15 @@ func (o Options) withDefaults() Options {
 	if o.MaxValueSize == 0 {
 		o.MaxValueSize = 1 << 20
 	}
+	if o.BreakerThreshold == 0 {
+		o.BreakerThreshold = 5
+	}
+	if o.BreakerMinOpen == 0 {
+		o.BreakerMinOpen = 100 * time.Millisecond
+	}
+	if o.BreakerMaxOpen == 0 {
+		o.BreakerMaxOpen = max(2*time.Second, o.BreakerMinOpen)
+	}
 	return o
 }
 
@@ -191,6 +228,12 @@ func (o Options) validate() error {
 	if o.MaxKeySize < 0 || o.MaxValueSize < 0 || o.CompressThreshold < 0 {
 		bad("MaxKeySize, MaxValueSize and CompressThreshold must not be negative")
 	}
+	if o.BreakerThreshold < 0 || o.MaxConcurrentLoads < 0 {
+		bad("BreakerThreshold and MaxConcurrentLoads must not be negative")
+	}
+	if o.BreakerMinOpen < 0 || o.BreakerMaxOpen < o.BreakerMinOpen {
+		bad("BreakerMinOpen (%v) must not be negative nor exceed BreakerMaxOpen (%v)", o.BreakerMinOpen, o.BreakerMaxOpen)
+	}
 	return errors.Join(errs...)
 }
 
@@ -200,9 +243,11 @@ func (o Options) String() string {
 	return fmt.Sprintf("Namespace=%q TTL=%v LocalTTL=%v LocalMaxCost=%d NegativeTTL=%v "+
 		"DisableNegativeCache=%v LoadTimeout=%v LeaseTTL=%v LeaseWait=%v MaxStaleness=%v "+
 		"HeartbeatInterval=%v Codec=%T RedisTimeout=%v MaxKeySize=%d MaxValueSize=%d "+
-		"CompressThreshold=%d DisableCompression=%v DisableJitter=%v SharedBus=%v",
+		"CompressThreshold=%d DisableCompression=%v DisableJitter=%v SharedBus=%v "+
+		"BreakerThreshold=%d BreakerMinOpen=%v BreakerMaxOpen=%v DisableBreaker=%v MaxConcurrentLoads=%d",
 		o.Namespace, o.TTL, o.LocalTTL, o.LocalMaxCost, o.NegativeTTL,
 		o.DisableNegativeCache, o.LoadTimeout, o.LeaseTTL, o.LeaseWait, o.MaxStaleness,
 		o.HeartbeatInterval, o.Codec, o.RedisTimeout, o.MaxKeySize, o.MaxValueSize,
-		o.CompressThreshold, o.DisableCompression, o.DisableJitter, o.Bus != nil)
+		o.CompressThreshold, o.DisableCompression, o.DisableJitter, o.Bus != nil,
+		o.BreakerThreshold, o.BreakerMinOpen, o.BreakerMaxOpen, o.DisableBreaker, o.MaxConcurrentLoads)
 }

@@ -84,16 +84,50 @@ type Stats struct {
 	Invalidations, Clears uint64
 	// LoadLatency is the loader's latency distribution.
 	LoadLatency histogram.Snapshot
+
+	// State is the cache's connection to Redis, one of [StateConnected],
+	// [StateDegraded] and [StateHealing] (see "When Redis is down" in the
+	// package doc).
+	State State
+}
+
+// State is where a cache stands with Redis.
+type State string
+
+const (
+	// StateConnected: the breaker around L2 is closed and the bus has
+	// proven its subscription; L1 serves and every promise holds.
+	StateConnected State = "connected"
+	// StateDegraded: the breaker is open. Calls skip Redis: reads go to
+	// the loader, writes fail with ErrUnavailable, L1 is not served.
+	StateDegraded State = "degraded"
+	// StateHealing: Redis answers again (or was never unreachable for
+	// L2), but the bus has not yet proven its subscription, so L1 is not
+	// served; the bus resubscribes, clears L1 and waits for its heartbeat.
+	StateHealing State = "healing"
+)
+
+// state works the cache's State out from the breaker and the bus.
+func (c *Cache[V]) state(l2 remote.Stats, usable bool) State {
+	switch {
+	case l2.BreakerOpen:
+		return StateDegraded
+	case !usable:
+		return StateHealing
+	}
+	return StateConnected
 }
 
 // Stats returns the cache's counters. It is cheap enough to call at every
 // metrics scrape and safe for concurrent use, also after Close.
 func (c *Cache[V]) Stats() Stats {
+	l2, bus := c.l2.Stats(), c.bus.Stats()
 	return Stats{
+		State:          c.state(l2, bus.Usable),
 		Namespace:      c.opts.Namespace,
 		L1:             c.l1.Stats(),
-		L2:             c.l2.Stats(),
-		Bus:            c.bus.Stats(),
+		L2:             l2,
+		Bus:            bus,
 		L1Bypassed:     c.st.l1Bypassed.Load(),
 		L2Hits:         c.st.l2Hits.Load(),
 		L2Misses:       c.st.l2Misses.Load(),

@@ -1,0 +1,130 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrUnavailable is returned by every [Store] method that would talk to
+// Redis while the circuit breaker is open: Redis failed
+// [Options.BreakerThreshold] round trips in a row, and the Store skips it
+// until a probe succeeds. Nothing is sent.
+var ErrUnavailable = errors.New("tiercache: redis unavailable (circuit breaker open)")
+
+// Breaker states.
+const (
+	breakerClosed  int32 = iota // calls go to Redis
+	breakerOpen                 // calls fail at once until the window ends
+	breakerProbing              // one call is testing Redis; the others fail at once
+)
+
+// breaker is a circuit breaker around every round trip of a Store. After
+// threshold consecutive outage errors it opens: calls return ErrUnavailable
+// without touching the network, for an open window that starts at minOpen
+// and doubles on each failed probe up to maxOpen. When the window ends,
+// the next call is let through as the probe; its success closes the
+// breaker, its failure opens it again. Any success closes it: a slow call
+// that started before the breaker opened and then worked proves Redis is
+// there. It is lock-free; admit costs one atomic load while closed.
+type breaker struct {
+	threshold        int32
+	minOpen, maxOpen time.Duration
+	disabled         bool
+
+	state  atomic.Int32
+	fails  atomic.Int32 // consecutive outage errors while closed
+	until  atomic.Int64 // unix nanos at which the open window ends
+	window atomic.Int64 // length of the current open window
+
+	opened   atomic.Uint64 // times the breaker opened from closed
+	rejected atomic.Uint64 // calls refused while open
+	onChange func(open bool)
+}
+
+// admit reports whether a call may go to Redis now.
+func (b *breaker) admit() bool {
+	if b.disabled || b.state.Load() == breakerClosed {
+		return true
+	}
+	if b.state.Load() == breakerOpen && time.Now().UnixNano() >= b.until.Load() &&
+		b.state.CompareAndSwap(breakerOpen, breakerProbing) {
+		return true // this call is the probe
+	}
+	b.rejected.Add(1)
+	return false
+}
+
+// record notes the outcome of an admitted call.
+func (b *breaker) record(err error) {
+	if b.disabled {
+		return
+	}
+	if !isOutage(err) {
+		b.fails.Store(0)
+		if b.state.Load() != breakerClosed {
+			b.window.Store(0)
+			b.state.Store(breakerClosed)
+			if b.onChange != nil {
+				b.onChange(false)
+			}
+		}
+		return
+	}
+	switch b.state.Load() {
+	case breakerClosed:
+		if b.fails.Add(1) >= b.threshold && b.state.CompareAndSwap(breakerClosed, breakerOpen) {
+			b.opened.Add(1)
+			b.openFor(b.minOpen)
+			if b.onChange != nil {
+				b.onChange(true)
+			}
+		}
+	case breakerProbing:
+		w := min(2*time.Duration(b.window.Load()), b.maxOpen)
+		b.openFor(max(w, b.minOpen))
+		b.state.Store(breakerOpen)
+	}
+}
+
+func (b *breaker) openFor(w time.Duration) {
+	b.window.Store(int64(w))
+	b.until.Store(time.Now().Add(w).UnixNano())
+}
+
+// isOpen reports whether calls are being refused now.
+func (b *breaker) isOpen() bool { return !b.disabled && b.state.Load() != breakerClosed }
+
+// isOutage reports whether err says Redis cannot serve: a network error, a
+// timeout, a closed or exhausted pool, or a server that is loading, has no
+// master or whose cluster is down. A reply error such as WRONGTYPE, a miss
+// or NOSCRIPT means Redis answered, and does not count.
+func isOutage(err error) bool {
+	if err == nil || err == redis.Nil || isNoScript(err) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		msg := re.Error()
+		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY"} {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return false
+	}
+	// io.EOF, connection resets and the like arrive unwrapped.
+	return !errors.Is(err, context.Canceled)
+}

@@ -1,0 +1,201 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/faultproxy"
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// outageNode makes a cache whose Redis traffic, L2 and bus alike, goes
+// through a fault proxy, with the proxy already in the state fault puts
+// it in, so the cache starts during the fault. The client honours
+// RedisTimeout on the socket (ContextTimeoutEnabled), as the README
+// advises.
+func outageNode(t *testing.T, s *redistest.Server, fault func(*faultproxy.Proxy)) (*Cache[string], *faultproxy.Proxy) {
+	t.Helper()
+	p, err := faultproxy.Start(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	fault(p)
+	rdb := redis.NewClient(&redis.Options{
+		Addr: p.Addr(), DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second,
+		WriteTimeout: time.Second, ContextTimeoutEnabled: true, MaxRetries: -1,
+	})
+	t.Cleanup(func() { _ = rdb.Close() })
+	c, err := New[string](Options{
+		Redis: rdb, Namespace: "test", HeartbeatInterval: 50 * time.Millisecond, MaxStaleness: time.Second,
+		RedisTimeout: 200 * time.Millisecond, DisableJitter: true,
+	})
+	if err != nil {
+		t.Fatalf("New during the fault = %v, want a cache", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, p
+}
+
+// TestOutage: for each way Redis can be unreachable, a cache starts during
+// it, reads through the loader, skips Redis entirely once its breaker has
+// opened (no round trip is sent), fails writes at once with
+// ErrUnavailable, and heals by itself when the fault ends: the breaker
+// closes, the bus proves itself again and L1 serves.
+func TestOutage(t *testing.T) {
+	type fault struct {
+		name    string
+		on, off func(*faultproxy.Proxy, *redistest.Server)
+	}
+	pass := func(p *faultproxy.Proxy, _ *redistest.Server) { p.Pass(); p.Refuse(false); p.Blackhole(false) }
+	faults := []fault{
+		{"refused", func(p *faultproxy.Proxy, _ *redistest.Server) { p.Refuse(true); p.ResetAll() }, pass},
+		{"blackholed", func(p *faultproxy.Proxy, _ *redistest.Server) { p.Blackhole(true) }, pass},
+		{"slow replies", func(p *faultproxy.Proxy, _ *redistest.Server) { p.DelayReplies(time.Second) }, pass},
+		{"paused server", func(_ *faultproxy.Proxy, s *redistest.Server) { s.Pause(t) },
+			func(_ *faultproxy.Proxy, s *redistest.Server) { s.Resume(t) }},
+		{"restarted server", func(p *faultproxy.Proxy, s *redistest.Server) { p.Refuse(true); p.ResetAll(); s.Restart(t) }, pass},
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			s := redistest.Real(t)
+			c, p := outageNode(t, s, func(p *faultproxy.Proxy) { f.on(p, s) })
+			ctx := context.Background()
+			var loads atomic.Int64
+			load := func(_ context.Context, k string) (string, error) {
+				loads.Add(1)
+				return "db-" + k, nil
+			}
+			if st := c.Stats().State; st == StateConnected {
+				t.Fatalf("State during the fault = %s", st)
+			}
+			for i := 0; c.Stats().State != StateDegraded; i++ {
+				if i == 50 {
+					t.Fatalf("breaker still closed after %d reads through a broken Redis: %+v", i, c.Stats().L2)
+				}
+				if v, err := c.GetOrLoad(ctx, fmt.Sprint("warm", i), load); err != nil || v != fmt.Sprint("db-warm", i) {
+					t.Fatalf("GetOrLoad during the fault = %q, %v; want the loader's value", v, err)
+				}
+			}
+
+			// Breaker open: nothing goes to Redis.
+			sent := c.Stats().L2.RoundTrips
+			for i := range 20 {
+				if v, err := c.GetOrLoad(ctx, fmt.Sprint("k", i), load); err != nil || v != fmt.Sprint("db-k", i) {
+					t.Fatalf("GetOrLoad with the breaker open = %q, %v; want the loader's value", v, err)
+				}
+			}
+			if err := c.Set(ctx, "k0", "new"); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Set with the breaker open = %v, want ErrUnavailable", err)
+			}
+			if err := c.Delete(ctx, "k0"); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Delete with the breaker open = %v, want ErrUnavailable", err)
+			}
+			if _, err := c.Get(ctx, "k0"); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Get with the breaker open = %v, want ErrUnavailable", err)
+			}
+			st := c.Stats()
+			// At most one probe may have gone out meanwhile.
+			if n := st.L2.RoundTrips - sent; n > 1 {
+				t.Errorf("%d round trips sent with the breaker open, want at most one probe", n)
+			}
+			if st.L2.BreakerRejected == 0 || st.L2.BreakerOpens == 0 {
+				t.Errorf("breaker stats %+v: want it opened and rejecting", st.L2)
+			}
+
+			f.off(p, s)
+			ready, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := c.WaitReady(ready); err != nil {
+				t.Fatalf("WaitReady after the fault ended: %v (state %s)", err, c.Stats().State)
+			}
+			// The breaker closes at the first call that probes; a read
+			// L1 answers sends none, so read keys L1 does not have.
+			n := 0
+			eventually(t, 5*time.Second, func() bool {
+				n++
+				_, _ = c.GetOrLoad(ctx, fmt.Sprint("after", n), load)
+				return c.Stats().State == StateConnected
+			}, "state connected again")
+			if err := c.Set(ctx, "healed", "v"); err != nil {
+				t.Fatalf("Set after healing: %v", err)
+			}
+			eventually(t, 2*time.Second, func() bool {
+				v, err := c.Get(ctx, "healed")
+				return err == nil && v == "v" && l1Holds(c, "healed", "v")
+			}, "L1 serves again")
+		})
+	}
+}
+
+// TestMaxConcurrentLoads: with Redis down every read is a miss; the bound
+// keeps the loader calls running at once at MaxConcurrentLoads, and every
+// caller still gets its value.
+func TestMaxConcurrentLoads(t *testing.T) {
+	s := redistest.Mini(t)
+	c := newNode[string](t, s, func(o *Options) { o.MaxConcurrentLoads = 2 })
+	s.Mini().Close() // Redis is gone
+	ctx := context.Background()
+	var running, peak atomic.Int64
+	release := make(chan struct{})
+	load := func(_ context.Context, k string) (string, error) {
+		n := running.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+		running.Add(-1)
+		return "v" + k, nil
+	}
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			v, err := c.GetOrLoad(ctx, fmt.Sprint(i), load)
+			if err == nil && v != fmt.Sprint("v", i) {
+				err = fmt.Errorf("GetOrLoad(%d) = %q", i, v)
+			}
+			errs <- err
+		}()
+	}
+	eventually(t, 5*time.Second, func() bool { return running.Load() == 2 }, "two loads running")
+	close(release)
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if p := peak.Load(); p != 2 {
+		t.Errorf("peak concurrent loader calls = %d, want 2", p)
+	}
+}
+
+// TestReplyCutMidway: a connection reset in the middle of a reply costs
+// that read a trip to the loader (or an error for Get), nothing worse, and
+// the next read works.
+func TestReplyCutMidway(t *testing.T) {
+	s := redistest.Real(t)
+	c, p := outageNode(t, s, func(*faultproxy.Proxy) {})
+	waitUsable(t, c)
+	ctx := context.Background()
+	big := string(make([]byte, 64<<10))
+	if err := c.Set(ctx, "big", big); err != nil {
+		t.Fatal(err)
+	}
+	p.ResetMidReply(100)
+	v, err := c.GetOrLoad(ctx, "big", func(context.Context, string) (string, error) { return "db", nil })
+	if err != nil || (v != "db" && v != big) {
+		t.Fatalf("GetOrLoad with its reply cut = %d bytes, %v; want the loader's or the stored value", len(v), err)
+	}
+	if v, err := c.Get(ctx, "big"); err != nil || v != big {
+		t.Errorf("Get after the cut = %d bytes, %v; want the stored value", len(v), err)
+	}
+}
