@@ -142,6 +142,15 @@ func NewCacheCollector(c CacheSource) prometheus.Collector {
 	b.counter("", "peer_invalidated_keys_total", "Keys of this namespace invalidated by other nodes' messages.",
 		func(s *S) uint64 { return s.Invalidations })
 
+	// Outage state.
+	b.gaugeVec("", "state", "1 for the state the cache is in (connected, degraded: breaker open, healing: bus not yet proven), 0 for the others.",
+		[]string{"state"},
+		stateIs(tiered.StateConnected), stateIs(tiered.StateDegraded), stateIs(tiered.StateHealing))
+	b.counter("l2", "breaker_opens_total", "Times the circuit breaker around Redis opened after consecutive failures.",
+		func(s *S) uint64 { return s.L2.BreakerOpens })
+	b.counter("l2", "breaker_rejected_total", "Redis calls refused at once, never sent, while the breaker was open.",
+		func(s *S) uint64 { return s.L2.BreakerRejected })
+
 	return &cacheCollector{
 		src: c,
 		t:   b.t,
@@ -165,4 +174,14 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- constHistogram(c.l2, lat[op], op)
 		}
 	}
+}
+
+// stateIs is the series of the state gauge for st.
+func stateIs(st tiered.State) labelled[tiered.Stats] {
+	return labelled[tiered.Stats]{labels: []string{string(st)}, read: func(s *tiered.Stats) uint64 {
+		if s.State == st {
+			return 1
+		}
+		return 0
+	}}
 }

@@ -58,6 +58,9 @@
 //	tiercache_writes_total                         successful Set, SetMany and Delete round trips
 //	tiercache_write_errors_total                   failed ones
 //	tiercache_peer_invalidated_keys_total          keys of the namespace invalidated by peers' messages
+//	tiercache_state{state}                         1 for the current state: connected, degraded, healing
+//	tiercache_l2_breaker_opens_total               times the circuit breaker around Redis opened
+//	tiercache_l2_breaker_rejected_total            Redis calls refused at once while it was open
 //
 // The L2 latency histogram (op is one of get, get_many, write, lease, fill,
 // release) is exported only when the source also has a method

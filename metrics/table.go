@@ -100,6 +100,14 @@ func (b *builder[S]) counterVec(subsystem, name, help string, names []string, se
 	}
 }
 
+// gaugeVec adds a family of labelled gauges, one per series.
+func (b *builder[S]) gaugeVec(subsystem, name, help string, names []string, series ...labelled[S]) {
+	d := b.desc(subsystem, name, help, names...)
+	for _, sr := range series {
+		b.add(d, prometheus.GaugeValue, sr.labels, func(s *S) float64 { return float64(sr.read(s)) })
+	}
+}
+
 // histogram adds a family of one unlabelled histogram.
 func (b *builder[S]) histogram(subsystem, name, help string, read func(*S) histogram.Snapshot) {
 	b.t.hists = append(b.t.hists, hist[S]{desc: b.desc(subsystem, name, help), read: read})
