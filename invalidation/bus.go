@@ -28,8 +28,20 @@ type Handler interface {
 	// Invalidate drops keys.
 	Invalidate(keys []string)
 	// InvalidateAll drops everything: the namespace was cleared, or the bus
-	// may have missed messages (a reconnect, a lost message, lost liveness).
+	// may have missed messages (a reconnect, a lost message, lost liveness)
+	// and the handler is not a [Suspender].
 	InvalidateAll()
+}
+
+// Suspender is a Handler that tells the two reasons for a full clear
+// apart. The bus calls SuspendAll instead of InvalidateAll when it clears
+// because it may have missed messages, not because a namespace was
+// cleared: the entries are no longer proven fresh, but nothing says they
+// changed, which a cache that may serve stale data during an outage
+// (tiered's StaleIfError) needs to know.
+type Suspender interface {
+	Handler
+	SuspendAll()
 }
 
 // Bus is one process's end of the invalidation channel: one subscription

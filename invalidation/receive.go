@@ -218,7 +218,11 @@ func (b *Bus) clearAllLocked(reason *atomic.Uint64) {
 	reason.Add(1)
 	for _, rs := range b.handlers {
 		for _, r := range rs {
-			r.h.InvalidateAll()
+			if sp, ok := r.h.(Suspender); ok {
+				sp.SuspendAll()
+			} else {
+				r.h.InvalidateAll()
+			}
 		}
 	}
 }

@@ -54,6 +54,7 @@ type entry[V any] struct {
 	expires  int64  // coarse-clock time after which Get misses
 	slot     uint64 // slot epoch of the stamp the entry was filled under
 	global   uint64 // global epoch of that stamp
+	filled   int64  // coarse-clock time of the fill; read only by GetStale
 	negative bool
 }
 
@@ -195,11 +196,13 @@ func (c *Cache[V]) fill(key string, v V, negative bool, cost int64, ttl time.Dur
 		c.counters.staleFills.Add(1)
 		return false
 	}
+	now := c.now.Load() // the coarse clock: time.Now costs ~60 ns here
 	e := &entry[V]{
 		key:      key,
 		value:    v,
 		negative: negative,
-		expires:  addClamped(c.now.Load(), ttl), // the coarse clock: time.Now costs ~60 ns here
+		filled:   now,
+		expires:  addClamped(now, ttl),
 		slot:     st.slot,
 		global:   st.global,
 	}
@@ -267,12 +270,50 @@ func (c *Cache[V]) InvalidateAll() {
 	if c.closed.Load() {
 		return
 	}
-	c.epochs.global.Add(1)
+	c.epochs.data.Store(c.epochs.global.Add(1))
 	c.counters.clears.Add(1)
 	select {
 	case c.clearReq <- struct{}{}:
 	default: // a clear is already pending; it runs after this bump
 	}
+}
+
+// Suspend makes every entry, and every fill stamped before this call,
+// unservable by Get, as InvalidateAll does, but keeps the entries, which
+// GetStale may still return: the caller suspends when it can no longer
+// prove the entries fresh (its invalidations may be lost), not because
+// they changed. Entries leave by eviction, expiry or a later
+// InvalidateAll. Suspend never blocks. After Close it does nothing. It is
+// safe for concurrent use.
+func (c *Cache[V]) Suspend() {
+	if c.closed.Load() {
+		return
+	}
+	c.epochs.global.Add(1)
+	c.counters.clears.Add(1)
+}
+
+// GetStale returns key's entry, as Get does, but also when only Suspend
+// (not InvalidateAll, not an invalidation of the key) has happened since
+// its fill, and also after its expiry, provided it was filled at most
+// maxAge ago. It is for serving data of unproven freshness on purpose
+// (tiered's StaleIfError), never for the normal read path. It reads the
+// coarse clock. It is safe for concurrent use.
+func (c *Cache[V]) GetStale(key string, maxAge time.Duration) (v V, negative bool, ok bool) {
+	h := maphash.String(c.seed, key)
+	g := c.gets.shard()
+	g.enter.Add(1)
+	if c.closed.Load() {
+		g.exit.Add(1)
+		return v, false, false
+	}
+	e, found := c.rc.Get(h)
+	g.exit.Add(1)
+	if !found || e.key != key || e.slot != c.epochs.slots[h&c.epochs.mask].Load() ||
+		e.global < c.epochs.data.Load() || c.now.Load()-e.filled > int64(maxAge) {
+		return v, false, false
+	}
+	return e.value, e.negative, true
 }
 
 // Wait blocks until ristretto has applied the sets this goroutine handed it

@@ -22,6 +22,10 @@ type epochs struct {
 	slots  []atomic.Uint64
 	mask   uint64
 	global atomic.Uint64
+	// data is the global epoch as the last InvalidateAll left it, which
+	// Suspend does not move: an entry stamped at or after it has seen no
+	// clear that meant its data changed (see Cache.GetStale).
+	data atomic.Uint64
 	// last holds, per slot, the hash of the key most recently invalidated
 	// there. Only misses read it, to estimate collisions, so it lives apart
 	// from slots to keep the table the hit path reads dense.
@@ -34,6 +38,7 @@ func (e *epochs) init(n int) {
 	e.last = make([]atomic.Uint64, n)
 	e.mask = uint64(n - 1)
 	e.global.Store(1)
+	e.data.Store(1)
 }
 
 // stamp returns the epochs of key hash h now.

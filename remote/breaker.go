@@ -128,3 +128,8 @@ func isOutage(err error) bool {
 	// io.EOF, connection resets and the like arrive unwrapped.
 	return !errors.Is(err, context.Canceled)
 }
+
+// Unavailable reports whether the circuit breaker refuses calls now: Redis
+// failed BreakerThreshold round trips in a row and has not answered a
+// probe since.
+func (s *Store) Unavailable() bool { return s.brk.isOpen() }

@@ -174,10 +174,26 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 // lookup, which allocates nothing and takes no lock.
 func (c *Cache[V]) lookupL1(key string) (v V, neg, ok bool) {
 	if !c.bus.Usable() {
-		c.st.l1Bypassed.Add(1)
-		return v, false, false
+		return c.bypassL1(key)
 	}
 	return c.l1.Get(key)
+}
+
+// bypassL1 answers an L1 lookup while the bus cannot prove liveness: a
+// miss, or with StaleIfError and Redis unreachable, an entry filled at most
+// StaleIfError ago. It is kept out of lookupL1 so the hit path stays small.
+//
+//go:noinline
+func (c *Cache[V]) bypassL1(key string) (v V, neg, ok bool) {
+	c.st.l1Bypassed.Add(1)
+	if c.opts.StaleIfError <= 0 || !c.l2.Unavailable() {
+		return v, false, false
+	}
+	v, neg, ok = c.l1.GetStale(key, c.opts.StaleIfError)
+	if ok {
+		c.st.staleServed.Add(1)
+	}
+	return v, neg, ok
 }
 
 func (c *Cache[V]) getL2(ctx context.Context, key string) (V, error) {
@@ -291,7 +307,19 @@ func (h busHandler[V]) InvalidateAll() {
 	h.c.flight.forgetAll()
 }
 
-var _ invalidation.Handler = busHandler[int]{}
+// SuspendAll is the bus clearing because it may have missed messages. With
+// StaleIfError the entries are kept for bypassL1; without, they are freed.
+func (h busHandler[V]) SuspendAll() {
+	if h.c.opts.StaleIfError <= 0 {
+		h.InvalidateAll()
+		return
+	}
+	h.c.st.clears.Add(1)
+	h.c.l1.Suspend()
+	h.c.flight.forgetAll()
+}
+
+var _ invalidation.Suspender = busHandler[int]{}
 
 // Bus returns the invalidation bus the cache is registered on: Options.Bus,
 // or the one the cache made. Use it for metrics; do not close it.

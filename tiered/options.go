@@ -40,6 +40,7 @@ type Codec = remote.Codec
 //	BreakerMinOpen     100ms first wait before a probe (doubles per failed probe)
 //	BreakerMaxOpen     2s   longest wait between probes
 //	MaxConcurrentLoads 0    no bound on loader calls at once
+//	StaleIfError       0    off: L1 serves nothing unproven during an outage
 type Options struct {
 	// Redis is the L2 client: *redis.Client, *redis.ClusterClient or a
 	// Sentinel-backed client. Required. The cache never closes it. A
@@ -135,6 +136,17 @@ type Options struct {
 	// contexts allow. Loads of one key are coalesced either way. Zero
 	// means no bound. Default: 0.
 	MaxConcurrentLoads int
+	// StaleIfError, when positive, lets L1 serve a value filled at most
+	// this long ago while Redis is unreachable (the breaker is open) and
+	// the bus cannot prove its subscription, instead of calling the loader.
+	// This relaxes promise 2: such a value may have been replaced by a
+	// write that this node could not hear of. During an outage of Redis
+	// itself no write can succeed, so nothing was replaced; but when only
+	// this node is cut off from Redis (a partition), other nodes keep
+	// writing, and it serves their replaced values for up to StaleIfError.
+	// Keys invalidated while the bus still heard messages, and namespaces
+	// cleared, are never served this way. Zero turns it off. Default: 0.
+	StaleIfError time.Duration
 }
 
 const jitterFraction = 0.1
@@ -228,8 +240,8 @@ func (o Options) validate() error {
 	if o.MaxKeySize < 0 || o.MaxValueSize < 0 || o.CompressThreshold < 0 {
 		bad("MaxKeySize, MaxValueSize and CompressThreshold must not be negative")
 	}
-	if o.BreakerThreshold < 0 || o.MaxConcurrentLoads < 0 {
-		bad("BreakerThreshold and MaxConcurrentLoads must not be negative")
+	if o.BreakerThreshold < 0 || o.MaxConcurrentLoads < 0 || o.StaleIfError < 0 {
+		bad("BreakerThreshold, MaxConcurrentLoads and StaleIfError must not be negative")
 	}
 	if o.BreakerMinOpen < 0 || o.BreakerMaxOpen < o.BreakerMinOpen {
 		bad("BreakerMinOpen (%v) must not be negative nor exceed BreakerMaxOpen (%v)", o.BreakerMinOpen, o.BreakerMaxOpen)
@@ -244,10 +256,10 @@ func (o Options) String() string {
 		"DisableNegativeCache=%v LoadTimeout=%v LeaseTTL=%v LeaseWait=%v MaxStaleness=%v "+
 		"HeartbeatInterval=%v Codec=%T RedisTimeout=%v MaxKeySize=%d MaxValueSize=%d "+
 		"CompressThreshold=%d DisableCompression=%v DisableJitter=%v SharedBus=%v "+
-		"BreakerThreshold=%d BreakerMinOpen=%v BreakerMaxOpen=%v DisableBreaker=%v MaxConcurrentLoads=%d",
+		"BreakerThreshold=%d BreakerMinOpen=%v BreakerMaxOpen=%v DisableBreaker=%v MaxConcurrentLoads=%d StaleIfError=%v",
 		o.Namespace, o.TTL, o.LocalTTL, o.LocalMaxCost, o.NegativeTTL,
 		o.DisableNegativeCache, o.LoadTimeout, o.LeaseTTL, o.LeaseWait, o.MaxStaleness,
 		o.HeartbeatInterval, o.Codec, o.RedisTimeout, o.MaxKeySize, o.MaxValueSize,
 		o.CompressThreshold, o.DisableCompression, o.DisableJitter, o.Bus != nil,
-		o.BreakerThreshold, o.BreakerMinOpen, o.BreakerMaxOpen, o.DisableBreaker, o.MaxConcurrentLoads)
+		o.BreakerThreshold, o.BreakerMinOpen, o.BreakerMaxOpen, o.DisableBreaker, o.MaxConcurrentLoads, o.StaleIfError)
 }

@@ -19,7 +19,7 @@ import (
 // it in, so the cache starts during the fault. The client honours
 // RedisTimeout on the socket (ContextTimeoutEnabled), as the README
 // advises.
-func outageNode(t *testing.T, s *redistest.Server, fault func(*faultproxy.Proxy)) (*Cache[string], *faultproxy.Proxy) {
+func outageNode(t *testing.T, s *redistest.Server, fault func(*faultproxy.Proxy), mods ...func(*Options)) (*Cache[string], *faultproxy.Proxy) {
 	t.Helper()
 	p, err := faultproxy.Start(s.Addr)
 	if err != nil {
@@ -32,10 +32,14 @@ func outageNode(t *testing.T, s *redistest.Server, fault func(*faultproxy.Proxy)
 		WriteTimeout: time.Second, ContextTimeoutEnabled: true, MaxRetries: -1,
 	})
 	t.Cleanup(func() { _ = rdb.Close() })
-	c, err := New[string](Options{
+	o := Options{
 		Redis: rdb, Namespace: "test", HeartbeatInterval: 50 * time.Millisecond, MaxStaleness: time.Second,
 		RedisTimeout: 200 * time.Millisecond, DisableJitter: true,
-	})
+	}
+	for _, mod := range mods {
+		mod(&o)
+	}
+	c, err := New[string](o)
 	if err != nil {
 		t.Fatalf("New during the fault = %v, want a cache", err)
 	}
@@ -197,5 +201,63 @@ func TestReplyCutMidway(t *testing.T) {
 	}
 	if v, err := c.Get(ctx, "big"); err != nil || v != big {
 		t.Errorf("Get after the cut = %d bytes, %v; want the stored value", len(v), err)
+	}
+}
+
+// TestStaleIfError: with Redis blackholed, a cache with StaleIfError serves
+// what its L1 held before the outage, but only for StaleIfError after the
+// fill; without it (the default) it serves nothing unproven and calls the
+// loader.
+func TestStaleIfError(t *testing.T) {
+	for _, staleFor := range []time.Duration{0, 3 * time.Second} {
+		t.Run(fmt.Sprint("StaleIfError=", staleFor), func(t *testing.T) {
+			s := redistest.Real(t)
+			c, p := outageNode(t, s, func(*faultproxy.Proxy) {}, func(o *Options) { o.StaleIfError = staleFor })
+			waitUsable(t, c)
+			ctx := context.Background()
+			if err := c.Set(ctx, "k", "cached"); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 2*time.Second, func() bool {
+				v, err := c.Get(ctx, "k")
+				return err == nil && v == "cached" && l1Holds(c, "k", "cached")
+			}, "L1 holds k")
+			filled := time.Now()
+
+			p.Blackhole(true)
+			load := func(context.Context, string) (string, error) { return "db", nil }
+			for i := 0; c.Stats().State != StateDegraded; i++ {
+				if i == 50 {
+					t.Fatal("breaker did not open")
+				}
+				_, _ = c.GetOrLoad(ctx, fmt.Sprint("miss", i), load)
+			}
+			v, err := c.GetOrLoad(ctx, "k", load)
+			switch {
+			case err != nil:
+				t.Fatalf("GetOrLoad(k) during the outage: %v", err)
+			case staleFor == 0 && v != "db":
+				t.Errorf("GetOrLoad(k) with StaleIfError off = %q, want the loader's value", v)
+			case staleFor > 0 && time.Since(filled) >= staleFor:
+				t.Fatalf("the breaker took %v to open; StaleIfError %v is too short for this test", time.Since(filled), staleFor)
+			case staleFor > 0 && v != "cached":
+				t.Errorf("GetOrLoad(k) %v after the fill, StaleIfError %v = %q, want the L1 value", time.Since(filled), staleFor, v)
+			}
+			if staleFor == 0 {
+				if n := c.Stats().StaleServed; n != 0 {
+					t.Errorf("StaleServed = %d with StaleIfError off", n)
+				}
+				return
+			}
+			if n := c.Stats().StaleServed; n == 0 {
+				t.Error("StaleServed = 0 after serving k stale")
+			}
+			// Past StaleIfError (plus the coarse clock's tick) the entry is
+			// no longer served: the property is about elapsed time.
+			time.Sleep(time.Until(filled.Add(staleFor + 50*time.Millisecond)))
+			if v, err := c.GetOrLoad(ctx, "k", load); err != nil || v != "db" {
+				t.Errorf("GetOrLoad(k) past StaleIfError = %q, %v; want the loader's value", v, err)
+			}
+		})
 	}
 }

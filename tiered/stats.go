@@ -31,6 +31,7 @@ type counters struct {
 	writeErrors    atomic.Uint64
 	invalidations  atomic.Uint64
 	clears         atomic.Uint64
+	staleServed    atomic.Uint64
 	loadLatency    histogram.Histogram
 }
 
@@ -82,6 +83,9 @@ type Stats struct {
 	// Invalidations counts keys invalidated by other nodes' messages;
 	// Clears counts full L1 clears ordered by the bus.
 	Invalidations, Clears uint64
+	// StaleServed counts L1 reads answered by StaleIfError: while Redis
+	// was unreachable, with values of unproven freshness.
+	StaleServed uint64
 	// LoadLatency is the loader's latency distribution.
 	LoadLatency histogram.Snapshot
 
@@ -147,6 +151,7 @@ func (c *Cache[V]) Stats() Stats {
 		WriteErrors:    c.st.writeErrors.Load(),
 		Invalidations:  c.st.invalidations.Load(),
 		Clears:         c.st.clears.Load(),
+		StaleServed:    c.st.staleServed.Load(),
 		LoadLatency:    c.st.loadLatency.Snapshot(),
 	}
 }
