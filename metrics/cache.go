@@ -148,6 +148,8 @@ func NewCacheCollector(c CacheSource) prometheus.Collector {
 		stateIs(tiered.StateConnected), stateIs(tiered.StateDegraded), stateIs(tiered.StateHealing))
 	b.counter("l2", "breaker_opens_total", "Times the circuit breaker around Redis opened after consecutive failures.",
 		func(s *S) uint64 { return s.L2.BreakerOpens })
+	b.counter("", "stale_served_total", "L1 reads answered with values of unproven freshness by StaleIfError while Redis was unreachable.",
+		func(s *S) uint64 { return s.StaleServed })
 	b.counter("l2", "breaker_rejected_total", "Redis calls refused at once, never sent, while the breaker was open.",
 		func(s *S) uint64 { return s.L2.BreakerRejected })
 

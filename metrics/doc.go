@@ -61,6 +61,7 @@
 //	tiercache_state{state}                         1 for the current state: connected, degraded, healing
 //	tiercache_l2_breaker_opens_total               times the circuit breaker around Redis opened
 //	tiercache_l2_breaker_rejected_total            Redis calls refused at once while it was open
+//	tiercache_stale_served_total                   L1 reads served by StaleIfError during an outage
 //
 // The L2 latency histogram (op is one of get, get_many, write, lease, fill,
 // release) is exported only when the source also has a method

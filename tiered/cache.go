@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/internal/histogram"
 	"github.com/tiercache/tiercache/invalidation"
@@ -79,6 +82,7 @@ func New[V any](o Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("tiered: %w", err)
 	}
+	warnUnboundedTimeout(o)
 	c := &Cache[V]{opts: o, l1: l1, l2: l2, bus: o.Bus}
 	if o.MaxConcurrentLoads > 0 {
 		c.loadSlots = make(chan struct{}, o.MaxConcurrentLoads) // a counting semaphore
@@ -331,3 +335,27 @@ func (c *Cache[V]) L2Latency() map[string]histogram.Snapshot { return c.l2.Laten
 
 // Namespace returns Options.Namespace.
 func (c *Cache[V]) Namespace() string { return c.opts.Namespace }
+
+// warnUnboundedTimeout logs, once per cache, that RedisTimeout cannot bound
+// a call to an unresponsive Redis: go-redis applies a context's deadline to
+// the socket only with ContextTimeoutEnabled, so without it every call
+// caught in an outage waits the client's ReadTimeout before the breaker
+// counts it.
+func warnUnboundedTimeout(o Options) {
+	var enabled bool
+	var read time.Duration
+	switch c := o.Redis.(type) {
+	case *redis.Client:
+		enabled, read = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		enabled, read = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout
+	default:
+		return
+	}
+	if enabled || (read > 0 && read <= o.RedisTimeout) {
+		return
+	}
+	o.Logger.LogAttrs(context.Background(), slog.LevelWarn,
+		"tiercache: the Redis client lacks ContextTimeoutEnabled, so RedisTimeout does not bound a call to an unresponsive Redis; its ReadTimeout does",
+		slog.String("namespace", o.Namespace), slog.Duration("redis_timeout", o.RedisTimeout), slog.Duration("read_timeout", read))
+}

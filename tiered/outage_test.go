@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -259,5 +261,27 @@ func TestStaleIfError(t *testing.T) {
 				t.Errorf("GetOrLoad(k) past StaleIfError = %q, %v; want the loader's value", v, err)
 			}
 		})
+	}
+}
+
+// TestWarnsWithoutContextTimeout: a client on which RedisTimeout cannot
+// bound a call gets one warning at New; one that honours it gets none.
+func TestWarnsWithoutContextTimeout(t *testing.T) {
+	s := redistest.Mini(t)
+	for _, enabled := range []bool{false, true} {
+		var buf syncBuffer
+		ro := s.Options()
+		ro.ContextTimeoutEnabled = enabled
+		rdb := redis.NewClient(ro)
+		t.Cleanup(func() { _ = rdb.Close() })
+		c, err := New[string](Options{Redis: rdb, Namespace: "w", RedisTimeout: 100 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Close()
+		if got := strings.Contains(buf.String(), "ContextTimeoutEnabled"); got == enabled {
+			t.Errorf("ContextTimeoutEnabled=%v: warned = %v, want %v; log: %s", enabled, got, !enabled, buf.String())
+		}
 	}
 }
