@@ -31,7 +31,7 @@ type Codec = remote.Codec
 //	LeaseWait          1s   how long a caller waits for another node's load
 //	MaxStaleness       2s   staleness bound (own Bus only)
 //	HeartbeatInterval  MaxStaleness/4 (500ms) bus heartbeat (own Bus only)
-//	RedisTimeout       1s   bound on each Redis round trip
+//	RedisTimeout       250ms bound on each Redis round trip
 //	MaxKeySize         1024 bytes
 //	MaxValueSize       1 MiB encoded
 //	CompressThreshold  remote's default
@@ -95,9 +95,12 @@ type Options struct {
 
 	// RedisTimeout bounds each Redis round trip. go-redis enforces a
 	// context deadline on socket reads and writes only for clients created
-	// with ContextTimeoutEnabled; on other clients its ReadTimeout and
-	// WriteTimeout are what bound a call to an unresponsive server.
-	// Default: 1s.
+	// with ContextTimeoutEnabled (New warns otherwise); on other clients
+	// its ReadTimeout and WriteTimeout are what bound a call to an
+	// unresponsive server. A healthy Redis answers in well under a
+	// millisecond, so the default leaves room for a slow moment while
+	// letting the breaker see an outage within about a second. Default:
+	// 250ms.
 	RedisTimeout time.Duration
 	// MaxKeySize is the longest key accepted, in bytes. Default: 1024.
 	MaxKeySize int
@@ -186,7 +189,7 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.RedisTimeout == 0 {
-		o.RedisTimeout = time.Second
+		o.RedisTimeout = 250 * time.Millisecond
 	}
 	if o.MaxKeySize == 0 {
 		o.MaxKeySize = 1024
