@@ -2,6 +2,8 @@ package redistest
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -120,35 +122,10 @@ func (c *Cluster) Client(tb testing.TB) *redis.ClusterClient {
 func (c *Cluster) KillMaster(tb testing.TB, addr string) string {
 	tb.Helper()
 	ctx := context.Background()
-	rc := redis.NewClient(&redis.Options{Addr: addr})
-	id, err := rc.Do(ctx, "CLUSTER", "MYID").Text()
-	rc.Close()
-	if err != nil {
-		tb.Fatalf("CLUSTER MYID on %s: %v", addr, err)
-	}
+	// Find the replica first, so that a cluster without one fails the test
+	// before anything is killed.
+	replica := c.replicaOf(tb, addr)
 	c.Node(tb, addr).Kill(tb)
-	var replica string
-	for _, a := range c.Addrs {
-		if a == addr {
-			continue
-		}
-		n := redis.NewClient(&redis.Options{Addr: a})
-		nodes, err := n.ClusterNodes(ctx).Result()
-		n.Close()
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(nodes, "\n") {
-			f := strings.Fields(line)
-			if len(f) > 3 && strings.Contains(f[2], "slave") && f[3] == id {
-				replica = strings.Split(f[1], "@")[0]
-			}
-		}
-		break
-	}
-	if replica == "" {
-		tb.Fatalf("no replica of %s (%s) found", addr, id)
-	}
 	r := redis.NewClient(&redis.Options{Addr: replica})
 	defer r.Close()
 	if err := r.Do(ctx, "CLUSTER", "FAILOVER", "TAKEOVER").Err(); err != nil {
@@ -164,6 +141,44 @@ func (c *Cluster) KillMaster(tb testing.TB, addr string) string {
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("replica %s not an ok master after %v: %s", replica, startTimeout, info)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+// replicaOf returns the address of a node that replicates the master at
+// addr. It asks every node for its own ROLE, which the node knows for
+// certain. What a node reports of the others (CLUSTER NODES) comes by
+// gossip: right after the cluster is created, redis-cli's last step
+// (CLUSTER REPLICATE) may not have reached every node, and a replica then
+// looks like a master with no replicas. The link need not be up (a new
+// replica waits out repl-diskless-sync-delay, 5s, before its first sync):
+// TAKEOVER does not ask the master. Polling, with a deadline, covers a
+// replica that has not yet taken in its CLUSTER REPLICATE.
+func (c *Cluster) replicaOf(tb testing.TB, addr string) string {
+	tb.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		var roles []string
+		for _, a := range c.Addrs {
+			if a == addr {
+				continue
+			}
+			rc := redis.NewClient(&redis.Options{Addr: a, MaxRetries: -1})
+			// A replica's ROLE: "slave", master host, master port, link
+			// state, replication offset.
+			role, err := rc.Do(context.Background(), "ROLE").Slice()
+			rc.Close()
+			if err == nil && len(role) >= 3 && role[0] == "slave" &&
+				role[1] == host && fmt.Sprint(role[2]) == port {
+				return a
+			}
+			roles = append(roles, fmt.Sprintf("%s: %v %v", a, role, err))
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("redistest: no node replicates %s after %v; roles: %s",
+				addr, startTimeout, strings.Join(roles, "; "))
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval
 	}

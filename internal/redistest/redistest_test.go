@@ -99,3 +99,24 @@ func TestCluster(t *testing.T) {
 		t.Errorf("keys spread over %d masters, want >= 2", masters.Load())
 	}
 }
+
+func TestClusterKillMaster(t *testing.T) {
+	cl := NewClusterWithReplicas(t)
+	ctx := context.Background()
+	m, err := cl.Client(t).MasterForKey(ctx, "k")
+	if err != nil {
+		t.Fatalf("MasterForKey: %v", err)
+	}
+	old := m.Options().Addr
+	promoted := cl.KillMaster(t, old)
+	if promoted == old {
+		t.Fatalf("KillMaster(%s) = the killed master", old)
+	}
+	// The promoted replica owns k's slot now: it takes the write itself
+	// instead of answering MOVED.
+	c := redis.NewClient(&redis.Options{Addr: promoted})
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Errorf("SET k on the promoted %s: %v", promoted, err)
+	}
+}
