@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,16 @@ type Config struct {
 	// StaleCap is how long B may take to see a write before the trial
 	// counts as stale. Default: 2s.
 	StaleCap time.Duration
+	// Scenarios selects what runs: "hot" (hot-path latency), "staleness"
+	// and "outage" (a blackholed Redis under paced load). Default: all.
+	Scenarios []string
+	// OutageFor is how long the outage scenario blackholes Redis.
+	// Default: 5s.
+	OutageFor time.Duration
 }
+
+// runs reports whether scenario s is selected.
+func (c Config) runs(s string) bool { return slices.Contains(c.Scenarios, s) }
 
 func (c Config) withDefaults() Config {
 	if c.Duration == 0 {
@@ -36,6 +46,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StaleCap == 0 {
 		c.StaleCap = 2 * time.Second
+	}
+	if len(c.Scenarios) == 0 {
+		c.Scenarios = []string{"hot", "staleness", "outage"}
+	}
+	if c.OutageFor == 0 {
+		c.OutageFor = 5 * time.Second
 	}
 	return c
 }
@@ -74,6 +90,9 @@ func Run(ctx context.Context, c Config, w io.Writer) error {
 	hot := table{header: []string{"library", "goroutines", "ns/op", "allocs/op", "ops", "errors", "note"}}
 	stale := table{header: []string{"library", "trials", "p50", "p99", "max", "stale > " + c.StaleCap.String(), "note"}}
 	for _, lib := range libraries() {
+		if !c.runs("hot") && !c.runs("staleness") {
+			break
+		}
 		if lib.name == "rueidis" && major(version) < 6 {
 			hot.add(lib.name, "-", "-", "-", "-", "-", "skipped: needs Redis 6+")
 			stale.add(lib.name, "-", "-", "-", "-", "-", "skipped: needs Redis 6+")
@@ -83,13 +102,32 @@ func Run(ctx context.Context, c Config, w io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintln(w, "1. Hot-path hit latency (one cached key, tight loop; ns/op = wall time / total ops)")
-	if err := hot.write(w); err != nil {
-		return err
+	if c.runs("hot") {
+		fmt.Fprintln(w, "1. Hot-path hit latency (one cached key, tight loop; ns/op = wall time / total ops)")
+		if err := hot.write(w); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "2. Staleness after a write (A writes, B reads until it sees the new value; time from A's write returning)")
-	return stale.write(w)
+	if c.runs("staleness") {
+		fmt.Fprintln(w, "2. Staleness after a write (A writes, B reads until it sees the new value; time from A's write returning)")
+		if err := stale.write(w); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
+	if c.runs("outage") {
+		t, err := outageTable(ctx, addr, 3*time.Second, c.OutageFor, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "3. Redis blackholed for %v (%d nodes per library, each behind its own loopback proxy; %d paced reads/s per node over %d Zipf keys; loader %v)\n",
+			c.OutageFor, OutageNodes, OutageRate, OutageKeys, OutageLoadCost)
+		if err := t.write(w); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func runLibrary(ctx context.Context, c Config, lib library, addr, run string, hot, stale *table) error {

@@ -19,7 +19,7 @@ func TestRunSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out strings.Builder
-	cfg := Config{Duration: 50 * time.Millisecond, Trials: 5, StaleCap: 200 * time.Millisecond}
+	cfg := Config{Duration: 50 * time.Millisecond, Trials: 5, StaleCap: 200 * time.Millisecond, Scenarios: []string{"hot", "staleness"}}
 	if err := Run(ctx, cfg, &out); err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())
 	}
@@ -54,5 +54,30 @@ func needRedisServer(t *testing.T) {
 			t.Fatalf("redis-server not on PATH and TIERCACHE_REQUIRE_REDIS=1: %v", err)
 		}
 		t.Skip("redis-server not on PATH; install it (apt-get install redis-server) to run this test")
+	}
+}
+
+// TestOutageSmoke runs the outage scenario briefly for every library and
+// checks that each produced reads in every phase, never any speed.
+func TestOutageSmoke(t *testing.T) {
+	needRedisServer(t)
+	if testing.Short() {
+		t.Skip("smoke run skipped in -short mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := StartRedis(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, lib := range outageLibraries() {
+		r, err := runOutage(ctx, lib, srv.Addr, 300*time.Millisecond, 500*time.Millisecond, 300*time.Millisecond)
+		if err != nil {
+			t.Fatalf("%s: %v", lib.name, err)
+		}
+		if len(r.before) == 0 || len(r.during) == 0 || len(r.after) == 0 {
+			t.Errorf("%s: reads before/during/after = %d/%d/%d, want some in each", lib.name, len(r.before), len(r.during), len(r.after))
+		}
 	}
 }
