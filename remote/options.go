@@ -57,7 +57,7 @@ type Options struct {
 	// BreakerThreshold is how many round trips in a row must fail with an
 	// outage error (a timeout, a network error, a server that is loading
 	// or has no master) before the circuit breaker opens and every call
-	// returns [ErrUnavailable] at once. Default: 5.
+	// returns [ErrUnavailable] at once. Default: 3.
 	BreakerThreshold int
 	// BreakerMinOpen is how long the breaker first stays open before it
 	// lets one call through as a probe. Each failed probe doubles the
@@ -81,7 +81,7 @@ const (
 	defaultMaxKeySize        = 1024
 	defaultMaxValueSize      = 1 << 20
 	defaultCompressThreshold = 1 << 10
-	defaultBreakerThreshold  = 5
+	defaultBreakerThreshold  = 3
 	defaultBreakerMinOpen    = 100 * time.Millisecond
 	defaultBreakerMaxOpen    = 2 * time.Second
 )

@@ -36,7 +36,7 @@ type Codec = remote.Codec
 //	MaxValueSize       1 MiB encoded
 //	CompressThreshold  remote's default
 //	Codec              JSON
-//	BreakerThreshold   5    consecutive Redis failures that open the breaker
+//	BreakerThreshold   3    consecutive Redis failures that open the breaker
 //	BreakerMinOpen     100ms first wait before a probe (doubles per failed probe)
 //	BreakerMaxOpen     2s   longest wait between probes
 //	MaxConcurrentLoads 0    no bound on loader calls at once
@@ -120,7 +120,7 @@ type Options struct {
 	// (time out, or fail on the network) before the circuit breaker opens:
 	// from then on every call skips Redis at once, reads go to the loader
 	// and writes return [ErrUnavailable], until a probe succeeds.
-	// Default: 5.
+	// Default: 3 (three timeouts of 250ms in a row already mean an outage).
 	BreakerThreshold int
 	// BreakerMinOpen is how long the breaker first stays open before one
 	// call probes Redis; each failed probe doubles it, up to
@@ -198,7 +198,7 @@ func (o Options) withDefaults() Options {
 		o.MaxValueSize = 1 << 20
 	}
 	if o.BreakerThreshold == 0 {
-		o.BreakerThreshold = 5
+		o.BreakerThreshold = 3
 	}
 	if o.BreakerMinOpen == 0 {
 		o.BreakerMinOpen = 100 * time.Millisecond
