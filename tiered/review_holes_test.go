@@ -24,22 +24,6 @@ func rawL2(t *testing.T, s *redistest.Server, c *Cache[string], key string) (raw
 	return b, true
 }
 
-// decodeL2 returns the value L2 holds for key ("" and false for a miss, a
-// lease marker or a negative entry), read with a fresh Store-equivalent
-// decode through c's codec.
-func decodeL2(t *testing.T, c *Cache[string], key string) (string, bool) {
-	t.Helper()
-	it, ok, err := c.l2.Get(context.Background(), key)
-	if err != nil || !ok || it.Kind != 1 {
-		return "", false
-	}
-	var v string
-	if err := c.l2.Decode(it, &v); err != nil {
-		return "", false
-	}
-	return v, true
-}
-
 // TestReviewFailedWriteDoesNotClearPeers: a Set whose connection is
 // refused never reaches Redis, so its message is never published. Peers
 // lose nothing, yet the writer's next message shows them a gap in its
