@@ -64,7 +64,7 @@ type Options struct {
 	// wait, up to BreakerMaxOpen. Default: 100ms.
 	BreakerMinOpen time.Duration
 	// BreakerMaxOpen caps the wait between probes, and so bounds how long
-	// after Redis returns the Store notices. Default: 2s.
+	// after Redis returns the Store notices. Default: 1s.
 	BreakerMaxOpen time.Duration
 	// DisableBreaker sends every call to Redis, however many failed
 	// before. Default: false.
@@ -83,7 +83,7 @@ const (
 	defaultCompressThreshold = 1 << 10
 	defaultBreakerThreshold  = 3
 	defaultBreakerMinOpen    = 100 * time.Millisecond
-	defaultBreakerMaxOpen    = 2 * time.Second
+	defaultBreakerMaxOpen    = time.Second
 )
 
 func (o Options) withDefaults() Options {

@@ -60,6 +60,7 @@ func New[V any](o Options) (*Cache[V], error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	blog := new(breakerLog)
 	l2, err := remote.New(remote.Options{
 		Redis:              o.Redis,
 		Namespace:          o.Namespace,
@@ -73,7 +74,7 @@ func New[V any](o Options) (*Cache[V], error) {
 		BreakerMinOpen:     o.BreakerMinOpen,
 		BreakerMaxOpen:     o.BreakerMaxOpen,
 		DisableBreaker:     o.DisableBreaker,
-		OnBreakerChange:    func(open bool) { logBreaker(o.Logger, o.Namespace, open) },
+		OnBreakerChange:    func(open bool) { blog.change(o.Logger, o.Namespace, open) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tiered: %w", err)

@@ -47,7 +47,7 @@ func TestOptionsDefaults(t *testing.T) {
 	for _, want := range []string{"TTL=10m0s", "LocalTTL=1m0s", "LocalMaxCost=67108864", "NegativeTTL=10s",
 		"LoadTimeout=10s", "LeaseTTL=10s", "LeaseWait=1s", "MaxStaleness=2s", "HeartbeatInterval=500ms",
 		"Codec=remote.JSON", "RedisTimeout=250ms", "MaxKeySize=1024", "MaxValueSize=1048576",
-		"BreakerThreshold=3", "BreakerMinOpen=100ms", "BreakerMaxOpen=2s", "MaxConcurrentLoads=0", "StaleIfError=0s"} {
+		"BreakerThreshold=3", "BreakerMinOpen=100ms", "BreakerMaxOpen=1s", "MaxConcurrentLoads=0", "StaleIfError=0s"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Options{}.String() = %q, want it to contain %q", got, want)
 		}

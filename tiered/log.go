@@ -45,16 +45,32 @@ func (f *failureLog) success(l *slog.Logger, namespace string) {
 	}
 }
 
-// logBreaker logs the circuit breaker's state changes. The breaker's
-// doubling wait between probes keeps these rare; a flapping Redis logs at
-// most once per probe.
-func logBreaker(l *slog.Logger, namespace string, open bool) {
-	if open {
-		l.LogAttrs(context.Background(), slog.LevelWarn,
-			"tiercache: redis unreachable; circuit breaker open: reads go to the loader, writes fail with ErrUnavailable",
-			slog.String("namespace", namespace))
+// breakerLog logs the circuit breaker's state changes, at most one record
+// per breakerLogEvery, so a Redis that flaps at every probe cannot flood
+// the log; a record says how many changes it stands for.
+type breakerLog struct {
+	last       atomic.Int64  // unix nanos of the last record
+	suppressed atomic.Uint64 // changes not logged since
+}
+
+// breakerLogEvery is the least time between two breaker records.
+const breakerLogEvery = time.Second
+
+func (b *breakerLog) change(l *slog.Logger, namespace string, open bool) {
+	now := time.Now().UnixNano()
+	last := b.last.Load()
+	if now-last < int64(breakerLogEvery) || !b.last.CompareAndSwap(last, now) {
+		b.suppressed.Add(1)
 		return
 	}
-	l.LogAttrs(context.Background(), slog.LevelInfo, "tiercache: redis answers again; circuit breaker closed",
-		slog.String("namespace", namespace))
+	attrs := []slog.Attr{slog.String("namespace", namespace)}
+	if n := b.suppressed.Swap(0); n > 0 {
+		attrs = append(attrs, slog.Uint64("changes_not_logged", n))
+	}
+	if open {
+		l.LogAttrs(context.Background(), slog.LevelWarn,
+			"tiercache: redis unreachable; circuit breaker open: reads go to the loader, writes fail with ErrUnavailable", attrs...)
+		return
+	}
+	l.LogAttrs(context.Background(), slog.LevelInfo, "tiercache: redis answers again; circuit breaker closed", attrs...)
 }

@@ -38,7 +38,7 @@ type Codec = remote.Codec
 //	Codec              JSON
 //	BreakerThreshold   3    consecutive Redis failures that open the breaker
 //	BreakerMinOpen     100ms first wait before a probe (doubles per failed probe)
-//	BreakerMaxOpen     2s   longest wait between probes
+//	BreakerMaxOpen     1s   longest wait between probes
 //	MaxConcurrentLoads 0    no bound on loader calls at once
 //	StaleIfError       0    off: L1 serves nothing unproven during an outage
 type Options struct {
@@ -127,7 +127,7 @@ type Options struct {
 	// BreakerMaxOpen. Default: 100ms.
 	BreakerMinOpen time.Duration
 	// BreakerMaxOpen caps the wait between probes, so the cache notices a
-	// returning Redis within it. Default: 2s.
+	// returning Redis within it. Default: 1s.
 	BreakerMaxOpen time.Duration
 	// DisableBreaker sends every call to Redis however many failed before,
 	// each then bounded only by RedisTimeout. Default: false.
@@ -204,7 +204,7 @@ func (o Options) withDefaults() Options {
 		o.BreakerMinOpen = 100 * time.Millisecond
 	}
 	if o.BreakerMaxOpen == 0 {
-		o.BreakerMaxOpen = max(2*time.Second, o.BreakerMinOpen)
+		o.BreakerMaxOpen = max(time.Second, o.BreakerMinOpen)
 	}
 	return o
 }
