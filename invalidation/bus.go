@@ -117,6 +117,7 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 	}
 	b.ps = ps // nil if not subscribed: the receive loop subscribes first
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	ready := b.ready // the loops replace b.ready under mu once they run
 	b.wg.Add(3)
 	go b.receiveLoop(ps)
 	go b.heartbeatLoop()
@@ -128,7 +129,7 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 	t := time.NewTimer(o.ConfirmTimeout)
 	defer t.Stop()
 	select {
-	case <-b.ready:
+	case <-ready:
 	case <-t.C:
 	case <-ctx.Done():
 	}
