@@ -33,12 +33,14 @@ type Handler interface {
 	InvalidateAll()
 }
 
-// Suspender is a Handler that tells the two reasons for a full clear
-// apart. The bus calls SuspendAll instead of InvalidateAll when it clears
-// because it may have missed messages, not because a namespace was
-// cleared: the entries are no longer proven fresh, but nothing says they
+// Suspender is a Handler that tells the reasons for a full clear apart.
+// The bus calls SuspendAll instead of InvalidateAll when it clears because
+// it lost its proof of liveness (its subscription failed, or its heartbeat
+// is late): the entries are no longer proven fresh, but nothing says they
 // changed, which a cache that may serve stale data during an outage
-// (tiered's StaleIfError) needs to know.
+// (tiered's StaleIfError) needs to know. A namespace clear, a sequence gap
+// and a reconnect (messages were missed, so writes did land) are
+// InvalidateAll.
 type Suspender interface {
 	Handler
 	SuspendAll()

@@ -213,12 +213,18 @@ func (b *Bus) applyToHandlersLocked(m *message) {
 
 // clearAllLocked calls InvalidateAll on every handler and counts it under
 // reason.
+//
+// Only a clear for lost liveness (the subscription failed, or the
+// heartbeat is late) goes to a Suspender's SuspendAll: nothing says the
+// entries changed. A sequence gap or a reconnect means messages were
+// published and missed, so writes landed: those clears are InvalidateAll.
 func (b *Bus) clearAllLocked(reason *atomic.Uint64) {
 	b.n.fullClears.Add(1)
 	reason.Add(1)
+	suspect := reason == &b.n.clearsStale
 	for _, rs := range b.handlers {
 		for _, r := range rs {
-			if sp, ok := r.h.(Suspender); ok {
+			if sp, ok := r.h.(Suspender); ok && suspect {
 				sp.SuspendAll()
 			} else {
 				r.h.InvalidateAll()

@@ -270,7 +270,11 @@ func (c *Cache[V]) InvalidateAll() {
 	if c.closed.Load() {
 		return
 	}
-	c.epochs.data.Store(c.epochs.global.Add(1))
+	g := c.epochs.global.Add(1)
+	// Raise data to g, never lower it: a concurrent clear may have stored
+	// a later epoch already.
+	for d := c.epochs.data.Load(); d < g && !c.epochs.data.CompareAndSwap(d, g); d = c.epochs.data.Load() {
+	}
 	c.counters.clears.Add(1)
 	select {
 	case c.clearReq <- struct{}{}:

@@ -35,7 +35,10 @@ const (
 type breaker struct {
 	threshold        int32
 	minOpen, maxOpen time.Duration
-	disabled         bool
+	// probeFor is how long a probe may take before another call may probe
+	// instead: a probe that panicked or hangs never reports back.
+	probeFor time.Duration
+	disabled bool
 
 	state  atomic.Int32
 	fails  atomic.Int32 // consecutive outage errors while closed
@@ -49,23 +52,47 @@ type breaker struct {
 
 // admit reports whether a call may go to Redis now.
 func (b *breaker) admit() bool {
-	if b.disabled || b.state.Load() == breakerClosed {
+	st := b.state.Load()
+	if b.disabled || st == breakerClosed {
 		return true
 	}
-	if b.state.Load() == breakerOpen && time.Now().UnixNano() >= b.until.Load() &&
-		b.state.CompareAndSwap(breakerOpen, breakerProbing) {
-		return true // this call is the probe
+	now := time.Now().UnixNano()
+	if until := b.until.Load(); now >= until {
+		switch {
+		case st == breakerOpen && b.state.CompareAndSwap(breakerOpen, breakerProbing):
+			b.until.Store(now + int64(b.probeFor))
+			return true // this call is the probe
+		case st == breakerProbing && b.until.CompareAndSwap(until, now+int64(b.probeFor)):
+			return true // the last probe never reported back; this one takes over
+		}
 	}
 	b.rejected.Add(1)
 	return false
 }
 
+// outcome classifies a finished call for the breaker.
+type outcome uint8
+
+const (
+	answered outcome = iota // Redis answered (a reply error included)
+	outage                  // Redis did not answer: see isOutage
+	neutral                 // the caller gave up first: proves nothing either way
+)
+
 // record notes the outcome of an admitted call.
-func (b *breaker) record(err error) {
+func (b *breaker) record(o outcome) {
 	if b.disabled {
 		return
 	}
-	if !isOutage(err) {
+	if o == neutral {
+		// A probe that proved nothing: open again, as long as before.
+		if b.state.Load() == breakerProbing {
+			b.openFor(max(time.Duration(b.window.Load()), b.minOpen))
+			b.state.Store(breakerOpen)
+		}
+		return
+	}
+	if o == answered {
 		b.fails.Store(0)
 		if b.state.Load() != breakerClosed {
 			b.window.Store(0)
@@ -99,6 +126,26 @@ func (b *breaker) openFor(w time.Duration) {
 
 // isOpen reports whether calls are being refused now.
 func (b *breaker) isOpen() bool { return !b.disabled && b.state.Load() != breakerClosed }
+
+// errStoreTimeout is the cause of a round trip's context when the Store's
+// own Timeout ended it, as opposed to the caller's deadline.
+var errStoreTimeout = errors.New("remote: round trip timed out")
+
+// classify tells what a call that ran on rctx (from begin) and returned
+// err says about Redis. The caller's own cancellation or earlier deadline
+// says nothing: only the Store's timeout counts as Redis not answering.
+func classify(rctx context.Context, err error) outcome {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if context.Cause(rctx) == errStoreTimeout {
+			return outage
+		}
+		return neutral
+	}
+	if isOutage(err) {
+		return outage
+	}
+	return answered
+}
 
 // isOutage reports whether err says Redis cannot serve: a network error, a
 // timeout, a closed or exhausted pool, or a server that is loading, has no

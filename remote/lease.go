@@ -135,13 +135,13 @@ func (s *Store) leaseOne(ctx context.Context, key string, marker []byte, ms int6
 		res, err := setLease(rctx, s.rdb, key, marker, ms).Result()
 		cancel()
 		if !s.refusesSetNXGet(err) {
-			now := s.end(opLease, start, err)
+			now := s.end(rctx, opLease, start, err)
 			if err == redis.Nil {
 				return int64(1), now, nil
 			}
 			return res, now, err
 		}
-		s.end(opLease, start, nil)
+		s.end(rctx, opLease, start, nil)
 	}
 	return s.evalOne(ctx, opLease, leaseScript, key, marker, ms)
 }
@@ -457,7 +457,7 @@ func (s *Store) evalOne(ctx context.Context, o op, script *redis.Script, key str
 	}
 	res, err := script.EvalSha(rctx, s.rdb, keys, args...).Result()
 	cancel()
-	now := s.end(o, start, err)
+	now := s.end(rctx, o, start, err)
 	if !isNoScript(err) {
 		return res, now, err
 	}
@@ -467,7 +467,7 @@ func (s *Store) evalOne(ctx context.Context, o op, script *redis.Script, key str
 	}
 	res, err = script.Eval(rctx, s.rdb, keys, args...).Result()
 	cancel()
-	now = s.end(o, start, err)
+	now = s.end(rctx, o, start, err)
 	return res, now, err
 }
 
@@ -522,5 +522,5 @@ func (s *Store) pipeline(ctx context.Context, o op, add func(context.Context, re
 			break
 		}
 	}
-	return s.end(o, start, err)
+	return s.end(rctx, o, start, err)
 }

@@ -172,3 +172,31 @@ func TestReviewCallerDeadlineOpensBreaker(t *testing.T) {
 		}
 	})
 }
+
+// TestReviewClusterMessageOnlyWriteOpenBreaker: on Cluster, a Write with a
+// message and no keys (tiered's Clear) never goes through the breaker:
+// writeBySlot returns nil at once for no keys, and the publish after it is
+// skipped while the breaker is open. So Write returns nil, nothing was
+// sent, and the caller (Clear) reports success although no other node
+// hears of the clear; every other write returns ErrUnavailable here.
+func TestReviewClusterMessageOnlyWriteOpenBreaker(t *testing.T) {
+	var mode atomic.Int32
+	var calls atomic.Int64
+	rdb := redistest.NewCluster(t).Client(t)
+	rdb.AddHook(reviewFaultHook{mode: &mode, calls: &calls})
+	st, err := New(Options{Redis: rdb, Namespace: "rv", BreakerMinOpen: time.Minute, BreakerMaxOpen: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	mode.Store(reviewFail)
+	for range 5 {
+		_, _, _ = st.Get(ctx, "k")
+	}
+	if !st.Unavailable() {
+		t.Fatalf("breaker closed after 5 refused calls: %+v", st.Stats())
+	}
+	if err := st.Write(ctx, nil, nil, "rv-channel", []byte("clear")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Write(message only) with the breaker open = %v, want ErrUnavailable (nothing was published)", err)
+	}
+}

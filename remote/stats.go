@@ -102,19 +102,18 @@ func (s *Store) begin(ctx context.Context) (rctx context.Context, cancel context
 		cancel()
 		return rctx, cancel, start, false
 	}
-	deadline := start.Add(s.opts.Timeout)
-	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
-		return ctx, func() {}, start, true
-	}
-	rctx, cancel = context.WithDeadline(ctx, deadline)
+	// With a cause, so that end can tell this deadline from the caller's
+	// (a caller's earlier deadline is inherited, and no timer is made).
+	rctx, cancel = context.WithDeadlineCause(ctx, start.Add(s.opts.Timeout), errStoreTimeout)
 	return rctx, cancel, start, true
 }
 
-// end finishes one round trip begun at start, counting it and, unless err
-// is nil, a miss or NOSCRIPT, an error. It returns the time it read.
-func (s *Store) end(o op, start time.Time, err error) time.Time {
+// end finishes one round trip begun at start on rctx, counting it and,
+// unless err is nil, a miss or NOSCRIPT, an error, and tells the breaker.
+// It returns the time it read.
+func (s *Store) end(rctx context.Context, o op, start time.Time, err error) time.Time {
 	now := time.Now()
-	s.brk.record(err)
+	s.brk.record(classify(rctx, err))
 	c := &s.stats
 	c.roundTrips.Add(1)
 	c.latency[o].Observe(now.Sub(start))

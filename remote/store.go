@@ -69,6 +69,7 @@ func New(o Options) (*Store, error) {
 		threshold: int32(o.BreakerThreshold),
 		minOpen:   o.BreakerMinOpen,
 		maxOpen:   o.BreakerMaxOpen,
+		probeFor:  o.Timeout + o.BreakerMinOpen,
 		disabled:  o.DisableBreaker,
 		onChange:  o.OnBreakerChange,
 	}
@@ -271,7 +272,7 @@ func (s *Store) Get(ctx context.Context, key string) (it Item, ok bool, err erro
 		b, err = s.rdb.Get(rctx, s.prefix+key).Bytes()
 	}
 	cancel()
-	now := s.end(opGet, start, err)
+	now := s.end(rctx, opGet, start, err)
 	if err == redis.Nil {
 		return Item{}, false, nil
 	}
@@ -331,7 +332,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (items []Item, ok []
 		vals, err = s.getPipelined(rctx, full, "get")
 	}
 	cancel()
-	now := s.end(opGetMany, start, err)
+	now := s.end(rctx, opGetMany, start, err)
 	for i, v := range vals {
 		if str, isStr := v.(string); isStr {
 			var res readResult

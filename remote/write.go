@@ -85,6 +85,22 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 	if len(sets) == 0 && len(dels) == 0 && msg == nil {
 		return nil
 	}
+	if s.topo != topoSingle && len(sets) == 0 && len(dels) == 0 {
+		// A message alone (a Clear): one publish, through the breaker like
+		// every other call.
+		rctx, cancel, start, ok := s.begin(ctx)
+		defer cancel()
+		if !ok {
+			return fmt.Errorf("remote write (message only): %w", ErrUnavailable)
+		}
+		err := s.publish(rctx, channel, msg)
+		s.end(rctx, opWrite, start, err)
+		if err != nil {
+			return fmt.Errorf("remote write (message only): %w", err)
+		}
+		s.stats.bytesWritten.Add(uint64(len(msg)))
+		return nil
+	}
 	written := len(msg)
 	for _, op := range sets {
 		written += len(op.Data)
@@ -110,7 +126,7 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 			cmds, err = s.writePipelined(rctx, sets, dels)
 		}
 		cancel()
-		s.end(opWrite, start, err)
+		s.end(rctx, opWrite, start, err)
 	}
 	if msg != nil && s.topo != topoSingle && !s.brk.isOpen() {
 		// After the writes, whatever their outcome: a write that failed on

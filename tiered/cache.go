@@ -152,8 +152,13 @@ func (c *Cache[V]) WaitReady(ctx context.Context) error {
 	if c.isClosed.Load() {
 		return ErrClosed
 	}
+	// Close ends the wait too, also when the bus is shared and stays open.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.closing, cancel)
+	defer stop()
 	err := c.bus.WaitUsable(ctx)
-	if errors.Is(err, invalidation.ErrClosed) {
+	if errors.Is(err, invalidation.ErrClosed) || err != nil && c.isClosed.Load() {
 		return ErrClosed
 	}
 	return err

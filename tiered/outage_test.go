@@ -234,6 +234,9 @@ func TestStaleIfError(t *testing.T) {
 				}
 				_, _ = c.GetOrLoad(ctx, fmt.Sprint("miss", i), load)
 			}
+			// Until its heartbeat is overdue the bus still proves L1 fresh,
+			// and L1 serves as usual; wait for that proof to run out.
+			eventually(t, 3*time.Second, func() bool { return !c.bus.Usable() }, "bus unusable")
 			v, err := c.GetOrLoad(ctx, "k", load)
 			switch {
 			case err != nil:
