@@ -64,11 +64,12 @@ type Bus struct {
 	seq    atomic.Uint64 // last invalidation sequence number handed out
 	beats  atomic.Uint64 // last heartbeat number
 
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	kick   chan struct{} // size 1: asks the watchdog to plan again; a pending kick suffices
-	ready  chan struct{} // closed when the bus turns usable; replaced, under mu, when it turns unusable
-	wg     sync.WaitGroup
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	kick    chan struct{} // size 1: asks the watchdog to plan again; a pending kick suffices
+	beatNow chan struct{} // size 1: asks for a heartbeat now (a new subscription needs its proof); a pending one suffices
+	ready   chan struct{} // closed when the bus turns usable; replaced, under mu, when it turns unusable
+	wg      sync.WaitGroup
 
 	mu       sync.Mutex // guards the fields below; held while handlers run, so they run one at a time
 	closed   bool
@@ -107,6 +108,7 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 		beatCh:   beatChannel(o.Channel, id),
 		start:    time.Now(),
 		kick:     make(chan struct{}, 1),
+		beatNow:  make(chan struct{}, 1),
 		ready:    make(chan struct{}),
 		handlers: make(map[string][]*Registration),
 	}

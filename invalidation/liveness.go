@@ -50,6 +50,7 @@ func (b *Bus) heartbeatLoop() {
 		case <-b.ctx.Done():
 			return
 		case <-t.C:
+		case <-b.beatNow:
 		}
 	}
 }
@@ -177,6 +178,12 @@ func (b *Bus) reconnected() {
 	b.peers.reset()
 	b.clearAllLocked(&b.n.clearsReconnect)
 	b.mu.Unlock()
+	// The new subscription is proven by the next heartbeat: send it now
+	// rather than at the next tick.
+	select {
+	case b.beatNow <- struct{}{}:
+	default:
+	}
 	b.log(event{kind: eventReconnect})
 }
 

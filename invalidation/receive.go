@@ -16,13 +16,19 @@ import (
 // subscribe makes a subscription to the shared channel and to the bus's own
 // heartbeat channel, on one connection, and reads both confirmations.
 func (b *Bus) subscribe(ctx context.Context) (*redis.PubSub, error) {
+	return b.subscribeWithin(ctx, b.opts.ConfirmTimeout)
+}
+
+// subscribeWithin is subscribe with a bound of its own on each
+// confirmation.
+func (b *Bus) subscribeWithin(ctx context.Context, confirm time.Duration) (*redis.PubSub, error) {
 	// The shared channel goes first: go-redis's Cluster client picks the
 	// node by the first channel; both share a hash slot anyway.
 	ps := b.opts.Redis.Subscribe(ctx, b.opts.Channel, b.beatCh)
 	confirmed := 0
 	for confirmed < 2 {
 		// Subscribe ignores errors; the first Receive reports them.
-		msg, err := ps.ReceiveTimeout(ctx, b.opts.ConfirmTimeout)
+		msg, err := ps.ReceiveTimeout(ctx, confirm)
 		if err != nil {
 			_ = ps.Close()
 			return nil, err
@@ -84,7 +90,10 @@ func (b *Bus) resubscribe() *redis.PubSub {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		ps, err := b.subscribe(b.ctx)
+		// A healthy Redis confirms within a millisecond. An attempt caught
+		// in an outage must not keep the bus deaf long after Redis is
+		// back, so each waits at most one heartbeat interval.
+		ps, err := b.subscribeWithin(b.ctx, min(b.opts.ConfirmTimeout, b.opts.HeartbeatInterval))
 		if err == nil {
 			b.mu.Lock()
 			if b.closed {
