@@ -268,23 +268,25 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 			case remote.LeaseHeld:
 				held = append(held, i)
 			default:
+				if l.Token != nil {
+					// The lease command failed (its reply timed out, say)
+					// but may have stored our marker. Load as if granted:
+					// the fill installs the value only if the marker is
+					// there, which also frees the key for other nodes, and
+					// a fill that fails releases it. Refused if the
+					// command never ran, it costs one round trip.
+					granted = append(granted, i)
+					tokens = append(tokens, l.Token)
+					continue
+				}
 				garbled = append(garbled, i)
 			}
 		}
 		if len(garbled) > 0 {
 			// The key holds bytes we cannot decode (so no lease can be
-			// taken on it), or its command failed: load without filling,
-			// and leave L2 to its TTL or the next Set. A failed command may
-			// have stored our marker anyway; release it first, so other
-			// nodes need not wait LeaseTTL for it.
-			var stray []string
-			var strayTokens [][]byte
-			for n, i := range pending {
-				if l := leases[n]; l.State == 0 && l.Token != nil {
-					stray, strayTokens = append(stray, j.keys[i]), append(strayTokens, l.Token)
-				}
-			}
-			c.release(stray, strayTokens)
+			// taken on it), or its command was never sent (the breaker is
+			// open): load without filling, and leave L2 to its TTL or the
+			// next Set.
 			c.loadUnfilled(ctx, j, garbled)
 		}
 		if len(granted) > 0 {

@@ -349,3 +349,42 @@ func TestDeafBusDetachesFlights(t *testing.T) {
 		})
 	}
 }
+
+// TestTimedOutLeaseReplyStillFills: the lease command runs but its reply
+// arrives after RedisTimeout, so the node does not know it holds the
+// lease. It must not leave its marker for LeaseTTL (every other node
+// would wait LeaseWait, then load again): it loads as if granted, and its
+// fill, which replaces only its own marker, puts the value in L2 for the
+// other nodes.
+func TestTimedOutLeaseReplyStillFills(t *testing.T) {
+	s := redistest.Real(t)
+	c, p := proxied(t, s, func(o *Options) {
+		o.RedisTimeout = 200 * time.Millisecond
+		o.LeaseTTL = 20 * time.Second
+	})
+	other := newNode[string](t, s, func(o *Options) { o.LeaseWait = 2 * time.Second })
+	ctx := context.Background()
+
+	p.DelayReplies(600 * time.Millisecond)
+	v, err := c.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) {
+		p.DelayReplies(0) // the network recovers while the loader runs
+		return "loaded", nil
+	})
+	if err != nil || v != "loaded" {
+		t.Fatalf("GetOrLoad with the lease reply held = %q, %v; want loaded", v, err)
+	}
+	if st := c.Stats(); st.L2Errors == 0 {
+		t.Fatal("L2Errors = 0; the held lease reply should have timed out")
+	}
+	var loads atomic.Int64
+	got, err := other.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) {
+		loads.Add(1)
+		return "other", nil
+	})
+	if err != nil || got != "loaded" || loads.Load() != 0 {
+		t.Errorf("other node GetOrLoad = %q, %v with %d loads; want the filled value and no load", got, err, loads.Load())
+	}
+	if st := other.Stats(); st.LeaseWaits != 0 {
+		t.Errorf("other node waited on %d leases; want none left behind", st.LeaseWaits)
+	}
+}
