@@ -58,6 +58,23 @@
 // master client: it is not supported (its writes and leases fail with
 // READONLY, but its Gets would fill L1 from a lagging replica).
 //
+// # When Redis is down
+//
+// [New] fails only on bad configuration: with Redis unreachable it returns
+// a cache that reads through the loader, and the bus subscribes in the
+// background ([Cache.WaitReady] waits for it). A circuit breaker around
+// every Redis call opens after [Options.BreakerThreshold] outage errors in
+// a row; calls then skip Redis at once: reads go to the loader (one load
+// per key per node, bounded by [Options.MaxConcurrentLoads]), writes and
+// Get return [ErrUnavailable]. One call probes Redis after
+// [Options.BreakerMinOpen], doubling up to [Options.BreakerMaxOpen], and
+// the first success closes the breaker. [Stats].State is
+// [StateConnected], [StateDegraded] (breaker open) or [StateHealing]
+// (breaker closed, bus not yet proven). L1 is served only while the bus is
+// proven, except that [Options.StaleIfError] lets it serve entries of
+// bounded age while Redis is unreachable, which relaxes the staleness
+// bound.
+//
 // Values served from L1 are shared by every caller: treat them as
 // immutable.
 package tiered
