@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/remote"
 )
@@ -201,6 +203,8 @@ func TestGetOrLeaseMany(t *testing.T) {
 		hook := &countHook{}
 		rdb.AddHook(hook)
 		rdb.Ping(ctx) // dials now if it must; dialling runs HELLO through the hook
+		// Pipelines may take a connection of their own: dial that one now too.
+		_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error { p.Ping(ctx); return nil })
 		hook.n.Store(0)
 		leases, err := st.GetOrLeaseMany(ctx, keys, leaseTTL)
 		var de *remote.DecodeError

@@ -49,9 +49,12 @@ const publishAttempts = 3
 // is never left unannounced. A nil msg publishes nothing.
 //
 // On a *redis.Client (standalone or Sentinel) the commands run in one
-// MULTI/EXEC transaction, one round trip: Redis publishes the message
-// exactly when, and only if, it executes the writes, even when the reply
-// is lost or the request lands after the client gave up on it.
+// script, atomically, one round trip: Redis publishes the message exactly
+// when, and only if, it executes the writes, even when the reply is lost
+// or the request lands after the client gave up on it. The script is
+// fenced (see fence.go): after a write of this Store fails, a late arrival
+// of it can no longer overwrite a newer write of this Store; a write
+// caught by the fence returns [ErrFenced] and writes nothing.
 //
 // On Redis Cluster the writes of each hash slot run in one script that
 // also publishes the message, and once every node has answered the message
@@ -121,7 +124,9 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 			return fmt.Errorf("remote write (%d sets, %d deletes): %w", len(sets), len(dels), ErrUnavailable)
 		}
 		if s.topo == topoSingle {
-			cmds, err = s.writeTx(rctx, sets, dels, channel, msg)
+			if err = s.raiseIfPending(rctx); err == nil {
+				cmds, err = s.writeFenced(rctx, sets, dels, channel, msg)
+			}
 		} else {
 			cmds, err = s.writePipelined(rctx, sets, dels)
 		}
@@ -155,24 +160,6 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 	}
 	return fmt.Errorf("remote write (%d sets, %d deletes, %d of %d commands failed): %w",
 		len(sets), len(dels), failed, len(cmds), err)
-}
-
-// writeTx runs the writes and the publish in one MULTI/EXEC.
-func (s *Store) writeTx(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) ([]redis.Cmder, error) {
-	pipe := s.rdb.TxPipeline()
-	for _, op := range sets {
-		pipe.Set(ctx, s.prefix+op.Key, op.Data, time.Duration(millis(op.TTL))*time.Millisecond)
-	}
-	if len(dels) > 0 {
-		pipe.Del(ctx, s.fullKeys(dels)...)
-	}
-	if msg != nil {
-		pipe.Publish(ctx, channel, msg)
-	}
-	if pipe.Len() == 0 {
-		return nil, nil
-	}
-	return pipe.Exec(ctx)
 }
 
 // writePipelined runs the writes as single-key commands in one plain

@@ -21,6 +21,13 @@ var ErrNotFound = errors.New("tiered: not found")
 // loader. Match it with errors.Is.
 var ErrUnavailable = remote.ErrUnavailable
 
+// ErrFenced is returned, wrapped, by a write (Set, SetMany, Delete, Clear)
+// on a single Redis server (standalone or Sentinel) when Redis refused it
+// because an earlier write of this cache failed while it was on its way:
+// nothing was written, and retrying is safe. The fence is what keeps a
+// failed write that lands late from overwriting a newer one (promise 3).
+var ErrFenced = remote.ErrFenced
+
 // ErrClosed is returned by every method of a [Cache] after [Cache.Close].
 var ErrClosed = errors.New("tiered: cache closed")
 

@@ -388,3 +388,36 @@ func TestTimedOutLeaseReplyStillFills(t *testing.T) {
 		t.Errorf("other node waited on %d leases; want none left behind", st.LeaseWaits)
 	}
 }
+
+// TestLateWriteCannotOverwriteNewerWrite: a Set whose request is held in
+// the network past RedisTimeout returns an error; the node then writes a
+// newer value, which returns nil. When the held request finally reaches
+// Redis it must not replace the newer value (promise 3): the node raised
+// its write fence before the newer write, so Redis refuses the late one.
+func TestLateWriteCannotOverwriteNewerWrite(t *testing.T) {
+	s := redistest.Real(t)
+	c, p := proxied(t, s, func(o *Options) { o.RedisTimeout = 200 * time.Millisecond })
+	other := newNode[string](t, s, func(o *Options) { o.LocalMaxCost = 1 }) // reads L2 every time
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v0"); err != nil {
+		t.Fatal(err)
+	}
+	const hold = 800 * time.Millisecond
+	p.DelayRequests(hold)
+	err := c.Set(ctx, "k", "v1")
+	p.DelayRequests(0) // the held request stays held; new ones pass
+	if err == nil {
+		t.Fatal("Set through a proxy that holds requests 800ms succeeded; want a timeout")
+	}
+	if err := c.Set(ctx, "k", "v2"); err != nil {
+		t.Fatalf("Set(v2) after the failed write: %v", err)
+	}
+	// The proxy delivers the held bytes when the hold is up and then closes
+	// that connection, which the client gave up on; nothing else signals
+	// it, so poll with a deadline.
+	open := p.Conns()
+	eventually(t, hold+5*time.Second, func() bool { return p.Conns() < open }, "the held request delivered")
+	if v, err := other.Get(ctx, "k"); err != nil || v != "v2" {
+		t.Errorf("Get(k) after the late write of v1 reached Redis = %q, %v; want v2, written after it with a nil error", v, err)
+	}
+}
