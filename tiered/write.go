@@ -24,7 +24,10 @@ import (
 // ctx is cancelled once it is sent, because a write whose outcome is unknown
 // would leave other nodes guessing. Set returns a *[KeyError] or
 // *[ValueSizeError] for bad input before writing anything, [ErrClosed] after
-// Close, and a wrapped Redis error otherwise.
+// Close, [ErrUnavailable] (wrapped) at once while the circuit breaker is
+// open, [ErrFenced] (wrapped) when an earlier write of this cache failed
+// while this one was on its way (nothing written; retry), and a wrapped
+// Redis error otherwise.
 func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 	return c.SetMany(ctx, map[string]V{key: v})
 }
