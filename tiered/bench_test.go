@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/redis/go-redis/v9"
@@ -184,3 +185,36 @@ func BenchmarkGetMany100Cold(b *testing.B) {
 // version, kind, codec, flags, expiry), so the raw baselines decode exactly
 // the bytes the cache decodes. TestEnvelopeHeaderLen keeps it honest.
 func envelopeHeader([]byte) int { return 13 }
+
+// BenchmarkSet is Cache.Set on a real redis-server (a fenced script that
+// writes and publishes), beside what a write costs without the fence: a
+// raw go-redis MULTI/EXEC of the same SET and PUBLISH.
+func BenchmarkSet(b *testing.B) {
+	s := redistest.Real(b)
+	c := newNode[*product](b, s, nil)
+	raw := s.Client(b)
+	ctx := context.Background()
+	p := &product{ID: 1, Name: "widget", Price: 9.5}
+	data, err := json.Marshal(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("impl=tiered", func(b *testing.B) {
+		for b.Loop() {
+			if err := c.Set(ctx, "k", p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=multi-exec", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := raw.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+				pipe.Set(ctx, "raw:k", data, 10*time.Minute)
+				pipe.Publish(ctx, "raw-channel", "k")
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
