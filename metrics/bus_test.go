@@ -69,8 +69,11 @@ func newBusPair(t *testing.T, s *redistest.Server) busPair {
 	if err := p.b.Delete(ctx, "warm"); err != nil {
 		t.Fatal(err)
 	}
+	// Also wait for each bus to hear its own warm-up message back, or that
+	// echo lands in the first step's counts.
 	eventually(t, "both buses track the other", func() bool {
-		return p.a.Bus().Stats().Peers == 1 && p.b.Bus().Stats().Peers == 1
+		a, b := p.a.Bus().Stats(), p.b.Bus().Stats()
+		return a.Peers == 1 && b.Peers == 1 && a.OwnSkipped >= 1 && b.OwnSkipped >= 1
 	})
 	return p
 }
