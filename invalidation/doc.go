@@ -26,7 +26,7 @@
 // serving L1 as soon as a read fails, or when its heartbeat is late, and it
 // clears everything then and again on the new subscription. A message that
 // is never published at all would escape that, so the writer makes the
-// announcement part of the write (remote's Write: one MULTI/EXEC on a
+// announcement part of the write (remote's Write: one atomic script on a
 // single server; on Cluster, a script per hash slot that writes and
 // publishes, followed by a publish through the channel's own node).
 // Sequence numbers per sender are a last line: a gap that stays open for

@@ -26,7 +26,12 @@ import (
 // it: two nodes writing one key race as they always do.
 //
 // Redis Cluster writes run one script per hash slot (writeScript) and are
-// not fenced; the README lists that.
+// not fenced; the README lists that. The fence sees a failure only if the
+// client reports it: a client that resends a command whose reply timed
+// out (go-redis does, up to MaxRetries, when its ReadTimeout fires before
+// the context's deadline) can hide a first attempt that lands later. With
+// ContextTimeoutEnabled and a ReadTimeout no shorter than Options.Timeout,
+// as tiered asks for, the deadline fires first and is not retried.
 
 // fencedWriteScript is writeScript with a fence: KEYS[1] is the Store's
 // fence key and ARGV[1] the write's generation; it returns 0, writing
@@ -48,6 +53,14 @@ for i = 2, #KEYS do
   end
 end
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return 1`)
+
+// raiseScript raises the fence key KEYS[1] to ARGV[1], expiring after
+// ARGV[2] milliseconds, and never lowers it: a raise that timed out and
+// lands after a later, higher one must not bring the fence back down.
+var raiseScript = redis.NewScript(`
+local f = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > f then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 return 1`)
 
 // fenceTTL is how long a raised fence lives. A request held in the network
@@ -77,8 +90,9 @@ func (f *fence) init(prefix string) {
 
 // raiseIfPending raises the fence in Redis if a write failed since the last
 // raise, and only then lets the caller write. It is one round trip, after
-// a failure only.
-func (s *Store) raiseIfPending(ctx context.Context) error {
+// a failure only, on the caller's round trip context: the caller has been
+// admitted by the breaker and records the outcome once, with the write's.
+func (s *Store) raiseIfPending(rctx context.Context) error {
 	f := &s.fence
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -86,13 +100,12 @@ func (s *Store) raiseIfPending(ctx context.Context) error {
 		return nil
 	}
 	next := f.gen.Load() + 1
-	rctx, cancel, start, ok := s.begin(ctx)
-	defer cancel()
-	if !ok {
-		return ErrUnavailable
+	keys := []string{f.key}
+	args := []any{next, fenceTTL.Milliseconds()}
+	err := raiseScript.EvalSha(rctx, s.rdb, keys, args...).Err()
+	if isNoScript(err) { // it did not run; EVAL loads it
+		err = raiseScript.Eval(rctx, s.rdb, keys, args...).Err()
 	}
-	err := s.rdb.Set(rctx, f.key, next, fenceTTL).Err()
-	s.end(rctx, opWrite, start, err)
 	if err != nil {
 		return fmt.Errorf("raise the write fence after a failed write: %w", err)
 	}

@@ -117,7 +117,7 @@ func (s *Store) end(rctx context.Context, o op, start time.Time, err error) time
 	c := &s.stats
 	c.roundTrips.Add(1)
 	c.latency[o].Observe(now.Sub(start))
-	if err != nil && err != redis.Nil && !isNoScript(err) {
+	if err != nil && err != redis.Nil && !isNoScript(err) && !errors.Is(err, ErrFenced) {
 		c.errors.Add(1)
 		if isTimeout(err) {
 			c.timeouts.Add(1)

@@ -42,7 +42,8 @@ type Store struct {
 type topology uint8
 
 const (
-	// topoSingle is one server (standalone or Sentinel): MGET, MULTI/EXEC.
+	// topoSingle is one server (standalone or Sentinel): MGET, and writes
+	// in one fenced script (fence.go).
 	topoSingle topology = iota
 	// topoCluster is Redis Cluster: one MGET per hash slot, plain pipelines.
 	topoCluster

@@ -350,13 +350,19 @@ func (c *Cache[V]) Namespace() string { return c.opts.Namespace }
 func warnUnboundedTimeout(o Options) {
 	var enabled bool
 	var read time.Duration
+	var retries int
 	switch c := o.Redis.(type) {
 	case *redis.Client:
-		enabled, read = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout
+		enabled, read, retries = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout, c.Options().MaxRetries
 	case *redis.ClusterClient:
-		enabled, read = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout
+		enabled, read, retries = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout, c.Options().MaxRetries
 	default:
 		return
+	}
+	if enabled && read > 0 && read < o.RedisTimeout && retries >= 0 {
+		o.Logger.LogAttrs(context.Background(), slog.LevelWarn,
+			"tiercache: the Redis client's ReadTimeout is shorter than RedisTimeout and it retries: a write whose reply timed out is sent again, and its first attempt can land after a newer write; set ReadTimeout >= RedisTimeout or MaxRetries -1",
+			slog.String("namespace", o.Namespace), slog.Duration("redis_timeout", o.RedisTimeout), slog.Duration("read_timeout", read))
 	}
 	if enabled || (read > 0 && read <= o.RedisTimeout) {
 		return

@@ -28,7 +28,7 @@
 // # Writing
 //
 // [Cache.Set], [Cache.SetMany] and [Cache.Delete] write L2 and publish the
-// invalidation with the write (one MULTI/EXEC on a single server; on Redis
+// invalidation with the write (one fenced script on a single server; on Redis
 // Cluster a script per hash slot that writes and publishes, then a publish
 // through the channel's node, retried if it fails), then invalidate this
 // node's L1 and that of every other cache of the namespace on the same bus

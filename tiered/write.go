@@ -35,8 +35,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 // SetMany is Set for many keys: one round trip and one invalidation message
 // for all of them. Every value is encoded before anything is written, so a
 // bad key or an oversized value writes nothing. On a standalone or Sentinel
-// Redis the writes and the message are one MULTI/EXEC; on Cluster they share
-// one pipeline but are not atomic across slots.
+// Redis the writes and the message are one fenced script, atomic; on
+// Cluster they share one pipeline of per-slot scripts, not atomic across
+// slots.
 func (c *Cache[V]) SetMany(ctx context.Context, values map[string]V) error {
 	if err := c.writable(ctx); err != nil {
 		return err
