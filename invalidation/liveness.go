@@ -158,7 +158,7 @@ func (b *Bus) lost(err error) {
 	b.mu.Lock()
 	if !b.closed {
 		b.bypassLocked(b.mono())
-		b.clearAllLocked(&b.n.clearsStale)
+		b.suspendAllLocked()
 	}
 	b.mu.Unlock()
 	b.log(event{kind: eventLost, args: []any{"err", err}})
@@ -218,7 +218,7 @@ func (b *Bus) checkLocked(now int64) (evs []event, next int64) {
 	}
 	if b.usable.Load() && now >= b.live.deadline {
 		b.bypassLocked(now)
-		b.clearAllLocked(&b.n.clearsStale)
+		b.suspendAllLocked()
 		age := time.Duration(now - b.live.heard)
 		evs = append(evs, event{kind: eventBypassEntered, args: []any{"heartbeat_age", age}})
 	}

@@ -221,19 +221,27 @@ func (b *Bus) applyToHandlersLocked(m *message) {
 }
 
 // clearAllLocked calls InvalidateAll on every handler and counts it under
-// reason.
-//
-// Only a clear for lost liveness (the subscription failed, or the
-// heartbeat is late) goes to a Suspender's SuspendAll: nothing says the
-// entries changed. A sequence gap or a reconnect means messages were
-// published and missed, so writes landed: those clears are InvalidateAll.
+// reason: a namespace clear, a sequence gap or a reconnect, each of which
+// means messages were published and missed, so writes did land.
 func (b *Bus) clearAllLocked(reason *atomic.Uint64) {
 	b.n.fullClears.Add(1)
 	reason.Add(1)
-	suspect := reason == &b.n.clearsStale
 	for _, rs := range b.handlers {
 		for _, r := range rs {
-			if sp, ok := r.h.(Suspender); ok && suspect {
+			r.h.InvalidateAll()
+		}
+	}
+}
+
+// suspendAllLocked is the clear for lost liveness (the subscription failed,
+// or the heartbeat is late), counted as stale: nothing says the entries
+// changed, so a Suspender keeps them (SuspendAll); other handlers clear.
+func (b *Bus) suspendAllLocked() {
+	b.n.fullClears.Add(1)
+	b.n.clearsStale.Add(1)
+	for _, rs := range b.handlers {
+		for _, r := range rs {
+			if sp, ok := r.h.(Suspender); ok {
 				sp.SuspendAll()
 			} else {
 				r.h.InvalidateAll()

@@ -150,15 +150,15 @@ func classify(rctx context.Context, err error) outcome {
 	return answered
 }
 
-// isOutage reports whether err says Redis cannot serve: a network error, a
-// timeout, a closed or exhausted pool, or a server that is loading, has no
+// isOutage reports whether err, which is not a context error, says Redis
+// cannot serve: a network error (a socket timeout included), a closed or exhausted pool, or a server that is loading, has no
 // master or whose cluster is down. A reply error such as WRONGTYPE, a miss
 // or NOSCRIPT means Redis answered, and does not count.
 func isOutage(err error) bool {
 	if err == nil || err == redis.Nil || isNoScript(err) {
 		return false
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
+	if errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
 		return true
 	}
 	var ne net.Error
@@ -175,8 +175,10 @@ func isOutage(err error) bool {
 		}
 		return false
 	}
-	// io.EOF, connection resets and the like arrive unwrapped.
-	return !errors.Is(err, context.Canceled)
+	// io.EOF, connection resets and the like arrive unwrapped. (Context
+	// errors never get here: classify tells the Store's timeout from the
+	// caller's first.)
+	return true
 }
 
 // Unavailable reports whether the circuit breaker refuses calls now: Redis
