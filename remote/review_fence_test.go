@@ -104,7 +104,7 @@ func TestReviewFenceRaiseRefusedWhileProbing(t *testing.T) {
 	var last error
 	deadline := time.Now().Add(time.Second)
 	for n := 0; time.Now().Before(deadline); n++ {
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // poll interval with a deadline: the breaker's open window ends unannounced
 		if last = st.Write(ctx, []SetOp{reviewFenceSet(t, st, "k", "v1")}, nil, "ch", []byte("m")); last == nil {
 			return
 		}
