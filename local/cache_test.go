@@ -1,6 +1,7 @@
 package local
 
 import (
+	"hash/maphash"
 	"runtime"
 	"strconv"
 	"testing"
@@ -343,7 +344,7 @@ func TestLateSet(t *testing.T) {
 	st := c.Stamp("a")
 	c.Invalidate("a")
 	c.settle() // the janitor's Del must not be what hides the late set
-	e := &entry[string]{key: "a", value: "old", expires: int64(time.Hour), slot: st.slot, global: st.global}
+	e := &entry[string]{conflict: maphash.String(c.seed2, "a"), value: "old", expires: int64(time.Hour), slot: st.slot, global: st.global}
 	c.rc.Set(st.hash, e, 1)
 	c.Wait()
 	if got, ok := c.rc.Get(st.hash); !ok || got != e {
@@ -381,11 +382,12 @@ func TestEpochCollision(t *testing.T) {
 }
 
 // TestHashCollision stores an entry for one key under another key's hash,
-// as a 64-bit collision would: Get must miss, not return it.
+// as a collision of the 64-bit key hash would: the conflict hash tells
+// them apart, so Get must miss, not return it.
 func TestHashCollision(t *testing.T) {
 	c := newTestCache[string](t, Options{})
 	st := c.Stamp("b")
-	c.rc.Set(st.hash, &entry[string]{key: "a", value: "A", expires: int64(time.Hour), slot: st.slot, global: st.global}, 1)
+	c.rc.Set(st.hash, &entry[string]{conflict: maphash.String(c.seed2, "a"), value: "A", expires: int64(time.Hour), slot: st.slot, global: st.global}, 1)
 	c.Wait()
 	if v, _, ok := c.Get("b"); ok {
 		t.Errorf("Get(%q) = %q, true, want a miss", "b", v)

@@ -21,12 +21,18 @@
 // blocks.
 //
 // Keys that share an epoch slot cost each other a miss when one of them is
-// invalidated, never a wrong value: every entry keeps its key and a hit
-// compares it in full, so even a 64-bit hash collision is only a miss.
+// invalidated, never a wrong value. Entries are found by a 64-bit hash of
+// the key and checked against a second, independently seeded 64-bit hash
+// kept in the entry, so two keys are confused only if both hashes collide:
+// about 2^-128 for a given pair, or 2^-69 that any pair among a billion
+// keys collides (the
+// approach ristretto takes for its own string keys). Checking the second
+// hash rather than the stored key's bytes saves a hit one cache line when
+// keys are many, and entries no longer hold on to their key strings.
 //
 // # Costs
 //
-// A hit hashes the key once, does ristretto's lookup, four atomic loads and
+// A hit hashes the key twice, does ristretto's lookup, four atomic loads and
 // two atomic adds on a counter shard picked by the calling goroutine. It
 // takes no lock, allocates nothing and reads no clock: expiry is checked
 // against a coarse clock that the cache's goroutine advances every 10ms

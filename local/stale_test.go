@@ -17,8 +17,8 @@ func TestSuspendAndGetStale(t *testing.T) {
 	if _, _, ok := c.Get("a"); ok {
 		t.Error("Get(a) after Suspend hit; want a miss")
 	}
-	if v, _, ok := c.GetStale("a", time.Minute); !ok || v != "A" {
-		t.Errorf("GetStale(a) after Suspend = %q, %v; want A", v, ok)
+	if p, _, ok := c.GetStale("a", time.Minute); !ok || *p != "A" {
+		t.Errorf("GetStale(a) after Suspend = %v, %v; want A", p, ok)
 	}
 	c.Invalidate("b")
 	if _, _, ok := c.GetStale("b", time.Minute); ok {

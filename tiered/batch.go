@@ -96,12 +96,12 @@ func (c *Cache[V]) fromL1(keys []string, out map[string]V) ([]string, error) {
 			continue
 		}
 		seen[k] = struct{}{}
-		v, neg, ok := c.lookupL1(k)
+		p, neg, ok := c.lookupL1(k)
 		switch {
 		case !ok:
 			missing = append(missing, k)
 		case !neg:
-			out[k] = v
+			out[k] = *p
 		}
 	}
 	return missing, nil

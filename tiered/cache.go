@@ -170,23 +170,25 @@ func (c *Cache[V]) WaitReady(ctx context.Context) error {
 // are returned wrapped. Get never calls a loader, and concurrent Gets of one
 // key that miss L1 each read L2; [Cache.GetOrLoad] coalesces them.
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
-	if v, neg, ok := c.lookupL1(key); ok {
+	if p, neg, ok := c.lookupL1(key); ok {
 		if neg {
 			var zero V
 			return zero, ErrNotFound
 		}
-		return v, nil
+		return *p, nil
 	}
 	return c.getL2(ctx, key)
 }
 
 // lookupL1 is the hot path: an atomic load for bus liveness and the L1
-// lookup, which allocates nothing and takes no lock.
-func (c *Cache[V]) lookupL1(key string) (v V, neg, ok bool) {
+// lookup, which allocates nothing and takes no lock. It returns a pointer
+// to the cached value, which callers copy once (a struct V copied through
+// every call on the way out cost a hit as much as the lookup; issue 10).
+func (c *Cache[V]) lookupL1(key string) (p *V, neg, ok bool) {
 	if !c.bus.Usable() {
 		return c.bypassL1(key)
 	}
-	return c.l1.Get(key)
+	return c.l1.GetRef(key)
 }
 
 // bypassL1 answers an L1 lookup while the bus cannot prove liveness: a
@@ -194,16 +196,16 @@ func (c *Cache[V]) lookupL1(key string) (v V, neg, ok bool) {
 // StaleIfError ago. It is kept out of lookupL1 so the hit path stays small.
 //
 //go:noinline
-func (c *Cache[V]) bypassL1(key string) (v V, neg, ok bool) {
+func (c *Cache[V]) bypassL1(key string) (p *V, neg, ok bool) {
 	c.st.l1Bypassed.Add(1)
 	if c.opts.StaleIfError <= 0 || !c.l2.Unavailable() {
-		return v, false, false
+		return nil, false, false
 	}
-	v, neg, ok = c.l1.GetStale(key, c.opts.StaleIfError)
+	p, neg, ok = c.l1.GetStale(key, c.opts.StaleIfError)
 	if ok {
 		c.st.staleServed.Add(1)
 	}
-	return v, neg, ok
+	return p, neg, ok
 }
 
 func (c *Cache[V]) getL2(ctx context.Context, key string) (V, error) {

@@ -36,12 +36,12 @@ type BatchLoader[V any] func(ctx context.Context, missing []string) (map[string]
 // outlives LoadTimeout is abandoned: its waiters get an error wrapping
 // context.DeadlineExceeded, even if the loader ignores its context.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) (V, error) {
-	if v, neg, ok := c.lookupL1(key); ok {
+	if p, neg, ok := c.lookupL1(key); ok {
 		if neg {
 			var zero V
 			return zero, ErrNotFound
 		}
-		return v, nil
+		return *p, nil
 	}
 	var zero V
 	if c.isClosed.Load() {
