@@ -25,10 +25,9 @@
 // the key and checked against a second, independently seeded 64-bit hash
 // kept in the entry, so two keys are confused only if both hashes collide:
 // about 2^-128 for a given pair, or 2^-69 that any pair among a billion
-// keys collides (the
-// approach ristretto takes for its own string keys). Checking the second
-// hash rather than the stored key's bytes saves a hit one cache line when
-// keys are many, and entries no longer hold on to their key strings.
+// keys does (ristretto treats its own string keys the same way). Checking
+// the second hash rather than the stored key's bytes saves a hit one cache
+// line when keys are many, and entries no longer hold on to their keys.
 //
 // # Costs
 //
