@@ -78,3 +78,42 @@ func TestEnvelopeHeaderLen(t *testing.T) {
 		t.Errorf("value after the header = %q, want %q", got, want)
 	}
 }
+
+// TestHitAllocsStructValue is TestHitAllocs for a struct V, which the hit
+// path hands on by pointer and copies once: still no allocation, and the
+// caller gets its own copy.
+func TestHitAllocsStructValue(t *testing.T) {
+	s := redistest.Mini(t)
+	c := newNode[product](t, s, nil)
+	ctx := context.Background()
+	want := product{ID: 1, Name: "widget", Price: 9.5}
+	loader := func(context.Context, string) (product, error) { return want, nil }
+	for i := 0; ; i++ {
+		if _, err := c.GetOrLoad(ctx, "42", loader); err != nil {
+			t.Fatal(err)
+		}
+		c.l1.Wait()
+		if _, _, ok := c.l1.Get("42"); ok {
+			break
+		}
+		if i == 100 {
+			t.Fatal("L1 never admitted the key")
+		}
+	}
+	got, err := c.Get(ctx, "42")
+	if err != nil || got != want {
+		t.Fatalf("Get = %+v, %v; want %+v", got, err, want)
+	}
+	got.Name = "changed by the caller"
+	if again, _ := c.Get(ctx, "42"); again != want {
+		t.Errorf("a caller's change to its copy reached the cache: %+v", again)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := c.Get(ctx, "42"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("L1 hit of a struct: %v allocs per Get, want 0", allocs)
+	}
+}
