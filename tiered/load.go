@@ -344,7 +344,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 			c.flight.finish(j.keys[i], j.fs[i], res[n])
 		}
 	}()
-	vals, err := c.callLoader(ctx, j.load, keys)
+	vals, ttls, err := c.callLoader(ctx, j.load, keys)
 	if err != nil {
 		for n := range idx {
 			res[n] = result[V]{err: err}
@@ -360,8 +360,14 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 		res[n] = result[V]{val: v, neg: !found}
 		decided = n + 1
 		var data []byte
-		ttl := c.jitter(c.opts.TTL)
+		ttl, chosen := ttls[k]
+		if !chosen {
+			ttl = c.jitter(c.opts.TTL)
+		}
 		switch {
+		case chosen && ttl <= 0: // the loader asked not to cache it
+			unfilled, unfilledTokens = append(unfilled, k), append(unfilledTokens, tokens[n])
+			continue
 		case found:
 			data, err = c.l2.Encode(k, v, ttl)
 			if err != nil { // over MaxValueSize, or the codec failed: serve it, cache it nowhere
@@ -373,7 +379,9 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 			unfilled, unfilledTokens = append(unfilled, k), append(unfilledTokens, tokens[n])
 			continue
 		default:
-			ttl = c.opts.NegativeTTL
+			if !chosen {
+				ttl = c.opts.NegativeTTL
+			}
 			data = c.l2.EncodeNegative(ttl)
 		}
 		ops = append(ops, remote.FillOp{Key: k, Token: tokens[n], Data: data, TTL: ttl})
@@ -424,7 +432,7 @@ func (c *Cache[V]) countEncodeError(err error) {
 // or another node's lease outlived LeaseWait) and fills L1 under the stamps.
 func (c *Cache[V]) loadUnfilled(ctx context.Context, j *job[V], idx []int) {
 	keys := pick(j.keys, idx)
-	vals, err := c.callLoader(ctx, j.load, keys)
+	vals, ttls, err := c.callLoader(ctx, j.load, keys)
 	for _, i := range idx {
 		k := j.keys[i]
 		if err != nil {
@@ -432,10 +440,19 @@ func (c *Cache[V]) loadUnfilled(ctx context.Context, j *job[V], idx []int) {
 			continue
 		}
 		v, found := vals[k]
-		if found {
-			c.fill(k, v, c.costOf(v), c.opts.TTL, j.stamps[i])
-		} else if !c.opts.DisableNegativeCache {
-			c.fillNegative(k, 1, c.opts.NegativeTTL, j.stamps[i])
+		ttl, chosen := ttls[k]
+		switch {
+		case chosen && ttl <= 0: // the loader asked not to cache it
+		case found:
+			if !chosen {
+				ttl = c.opts.TTL
+			}
+			c.fill(k, v, c.costOf(v), ttl, j.stamps[i])
+		case !c.opts.DisableNegativeCache:
+			if !chosen {
+				ttl = c.opts.NegativeTTL
+			}
+			c.fillNegative(k, 1, ttl, j.stamps[i])
 		}
 		c.flight.finish(k, j.fs[i], result[V]{val: v, neg: !found})
 	}
@@ -468,17 +485,19 @@ type loaded[V any] struct {
 // LoadTimeout. It runs in a goroutine of its own for that reason, which
 // outlives the load only as long as such a loader keeps running. A panic
 // becomes a *PanicError.
-func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []string) (map[string]V, error) {
+func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []string) (map[string]V, map[string]time.Duration, error) {
 	if c.loadSlots != nil {
 		select {
 		case c.loadSlots <- struct{}{}:
 		case <-ctx.Done():
 			c.st.loadErrors.Add(1)
-			return nil, c.aborted(ctx)
+			return nil, nil, c.aborted(ctx)
 		}
 	}
 	c.st.loads.Add(1)
 	start := time.Now()
+	choices := &ttlChoices{keys: keys}
+	lctx := context.WithValue(ctx, ttlChoicesKey{}, choices)
 	ch := make(chan loaded[V], 1) // the loader's goroutine never blocks on it
 	go func() {
 		var r loaded[V]
@@ -497,7 +516,7 @@ func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []s
 			}
 			ch <- r
 		}()
-		r.vals, r.err = load(ctx, keys)
+		r.vals, r.err = load(lctx, keys)
 		returned = true
 	}()
 	var r loaded[V]
@@ -507,9 +526,10 @@ func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []s
 		r = loaded[V]{err: c.aborted(ctx)}
 	}
 	c.st.loadLatency.Observe(time.Since(start))
+	ttls := choices.take() // an abandoned loader's later choices are refused
 	if r.err != nil {
 		c.st.loadErrors.Add(1)
-		return nil, r.err
+		return nil, nil, r.err
 	}
 	for _, k := range keys {
 		if _, ok := r.vals[k]; ok {
@@ -518,7 +538,7 @@ func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []s
 			c.st.loadNotFound.Add(1)
 		}
 	}
-	return r.vals, nil
+	return r.vals, ttls, nil
 }
 
 // errGoexit is what waiters get when a loader ends its goroutine with

@@ -27,9 +27,10 @@ import (
 // Close, [ErrUnavailable] (wrapped) at once while the circuit breaker is
 // open, [ErrFenced] (wrapped) when an earlier write of this cache failed
 // while this one was on its way (nothing written; retry), and a wrapped
-// Redis error otherwise.
-func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
-	return c.SetMany(ctx, map[string]V{key: v})
+// Redis error otherwise. [WithTTL] writes v for a TTL of the caller's
+// choosing; an option that is not valid returns an *[OptionError].
+func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...WriteOption) error {
+	return c.SetMany(ctx, map[string]V{key: v}, opts...)
 }
 
 // SetMany is Set for many keys: one round trip and one invalidation message
@@ -37,8 +38,15 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 // bad key or an oversized value writes nothing. On a standalone or Sentinel
 // Redis the writes and the message are one fenced script, atomic; on
 // Cluster they share one pipeline of per-slot scripts, not atomic across
-// slots.
-func (c *Cache[V]) SetMany(ctx context.Context, values map[string]V) error {
+// slots. Options apply to every value.
+func (c *Cache[V]) SetMany(ctx context.Context, values map[string]V, opts ...WriteOption) error {
+	var w writeConfig
+	for _, o := range opts {
+		o(&w)
+	}
+	if err := w.check(); err != nil {
+		return err
+	}
 	if err := c.writable(ctx); err != nil {
 		return err
 	}
@@ -52,6 +60,9 @@ func (c *Cache[V]) SetMany(ctx context.Context, values map[string]V) error {
 			return err
 		}
 		ttl := c.jitter(c.opts.TTL)
+		if w.set {
+			ttl = w.ttl
+		}
 		data, err := c.l2.Encode(k, values[k], ttl)
 		if err != nil {
 			return err
