@@ -36,13 +36,16 @@ import (
 // fencedWriteScript is writeScript with a fence: KEYS[1] is the Store's
 // fence key and ARGV[1] the write's generation; it returns 0, writing
 // nothing, when the fence is higher, and 1 after the writes and the
-// publish. KEYS[2..] are the keys, and ARGV[2] the channel, ARGV[3] the
-// message (empty: none), then each key's data (empty: delete) and TTL in
-// milliseconds (0: none).
+// publish. KEYS[2..n+1] are the n keys, and ARGV[2] the channel, ARGV[3]
+// the message (empty: none), then each key's data (empty: delete) and TTL
+// in milliseconds (0: none); any KEYS after the n are refresh locks to
+// delete (see refresh.go).
 var fencedWriteScript = redis.NewScript(`
 local f = redis.call('GET', KEYS[1])
 if f and tonumber(f) > tonumber(ARGV[1]) then return 0 end
-for i = 2, #KEYS do
+local n = (#ARGV - 3) / 2
+for i = n + 2, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 2, n + 1 do
   local d, ms = ARGV[2*i], ARGV[2*i+1]
   if d == '' then
     redis.call('DEL', KEYS[i])
@@ -128,6 +131,7 @@ func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, ch
 		keys = append(keys, k)
 		args = append(args, "", 0)
 	}
+	keys = appendRefreshLocks(keys, keys[1:])
 	cmd := fencedWriteScript.EvalSha(ctx, s.rdb, keys, args...)
 	if isNoScript(cmd.Err()) { // it did not run; EVAL loads it
 		cmd = fencedWriteScript.Eval(ctx, s.rdb, keys, args...)

@@ -450,7 +450,11 @@ func (c scriptCall) scriptKeys() []string {
 // has lost the script (NOSCRIPT, after a restart or SCRIPT FLUSH); EVAL
 // loads it again. It returns the reply and the time the reply arrived.
 func (s *Store) evalOne(ctx context.Context, o op, script *redis.Script, key string, args ...any) (any, time.Time, error) {
-	keys := []string{key}
+	return s.evalKeys(ctx, o, script, []string{key}, args...)
+}
+
+// evalKeys is evalOne for a script of several keys (in one hash slot).
+func (s *Store) evalKeys(ctx context.Context, o op, script *redis.Script, keys []string, args ...any) (any, time.Time, error) {
 	rctx, cancel, start, ok := s.begin(ctx)
 	if !ok {
 		return nil, start, ErrUnavailable

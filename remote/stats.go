@@ -40,11 +40,12 @@ const (
 	opLease
 	opFill
 	opRelease
+	opRefresh
 	numOps
 )
 
 // opNames are the keys of [Store.Latency].
-var opNames = [numOps]string{"get", "get_many", "write", "lease", "fill", "release"}
+var opNames = [numOps]string{"get", "get_many", "write", "lease", "fill", "release", "refresh"}
 
 // counters are the atomics behind Stats.
 type counters struct {
@@ -75,8 +76,8 @@ func (s *Store) Stats() Stats {
 }
 
 // Latency returns a snapshot of the round-trip latency histogram of each
-// kind of call, keyed "get", "get_many", "write", "lease", "fill" and
-// "release". GetOrLease and GetOrLeaseMany record under "lease", Fill and
+// kind of call, keyed "get", "get_many", "write", "lease", "fill",
+// "release" and "refresh" (BeginRefresh and FinishRefresh). GetOrLease and GetOrLeaseMany record under "lease", Fill and
 // FillMany under "fill". A call that needed a second round trip (a script
 // reloaded after NOSCRIPT) records two observations.
 func (s *Store) Latency() map[string]histogram.Snapshot {

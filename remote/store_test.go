@@ -327,14 +327,17 @@ func TestLatencyPerOp(t *testing.T) {
 		data, _ := st.Encode("a", 1, time.Minute)
 		st.Fill(ctx, "a", token, data, time.Minute)
 		st.Release(ctx, "a", token)
+		if _, err := st.BeginRefresh(ctx, "v", time.Hour, time.Second); err != nil {
+			t.Fatal(err)
+		}
 		lat := st.Latency()
-		for _, op := range []string{"get", "get_many", "write", "lease", "fill", "release"} {
+		for _, op := range []string{"get", "get_many", "write", "lease", "fill", "release", "refresh"} {
 			if lat[op].Count == 0 {
 				t.Errorf("Latency()[%q].Count = 0, want at least 1", op)
 			}
 		}
-		if len(lat) != 6 {
-			t.Errorf("Latency() has %d ops, want 6", len(lat))
+		if len(lat) != 7 {
+			t.Errorf("Latency() has %d ops, want 7", len(lat))
 		}
 	})
 }

@@ -22,14 +22,17 @@ type SetOp struct {
 
 // writeScript writes the keys of one hash slot and then publishes the
 // invalidation, in one atomic step on the node that owns the slot. KEYS are
-// the keys; ARGV[1] is the channel and ARGV[2] the message (empty: publish
-// nothing); then, for each key, its data (empty: delete the key) and its
-// TTL in milliseconds (0: none). Redis Cluster relays a PUBLISH made on any
+// the n keys; ARGV[1] is the channel and ARGV[2] the message (empty:
+// publish nothing); then, for each key, its data (empty: delete the key)
+// and its TTL in milliseconds (0: none). Any KEYS after the n are refresh
+// locks to delete (see refresh.go), in the same slot. Redis Cluster relays a PUBLISH made on any
 // node to the subscribers on every node, so a write that executes is
 // announced whenever it executes, even if the client never learns of it.
 var writeScript = redis.NewScript(`
-for i, k in ipairs(KEYS) do
-  local d, ms = ARGV[2*i+1], ARGV[2*i+2]
+local n = (#ARGV - 2) / 2
+for i = n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 1, n do
+  local k, d, ms = KEYS[i], ARGV[2*i+1], ARGV[2*i+2]
   if d == '' then
     redis.call('DEL', k)
   elseif ms == '0' then
@@ -77,8 +80,9 @@ const publishAttempts = 3
 // not announced; the error says so.
 //
 // A publish after the writes that fails is tried again, up to three times
-// within a timeout of its own. Setting or deleting a key also removes any lease on
-// it, so a pending [Store.Fill] of that key is refused. Write returns a
+// within a timeout of its own. Setting or deleting a key also removes any
+// lease on it, so a pending [Store.Fill] of that key is refused, and any
+// refresh lock, so a pending [Store.FinishRefresh] is refused too. Write returns a
 // *[KeyError] or *[ValueSizeError] for bad input before sending anything,
 // and otherwise the first command error, wrapped.
 func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) error {
@@ -172,6 +176,16 @@ func (s *Store) writePipelined(ctx context.Context, sets []SetOp, dels []string)
 	for _, k := range s.fullKeys(dels) {
 		pipe.Del(ctx, k)
 	}
+	for _, op := range sets {
+		if lock, ok := refreshLockKey(s.prefix + op.Key); ok {
+			pipe.Del(ctx, lock)
+		}
+	}
+	for _, k := range s.fullKeys(dels) {
+		if lock, ok := refreshLockKey(k); ok {
+			pipe.Del(ctx, lock)
+		}
+	}
 	if pipe.Len() == 0 {
 		return nil, nil
 	}
@@ -209,6 +223,7 @@ func (s *Store) writeBySlot(ctx context.Context, sets []SetOp, dels []string, ch
 				c.args = append(c.args, "", 0)
 			}
 		}
+		c.keys = appendRefreshLocks(c.keys, c.keys)
 		calls[g] = c
 	}
 	rcmds, _ := s.evalMany(ctx, opWrite, writeScript, calls)

@@ -338,7 +338,7 @@ var _ invalidation.Suspender = busHandler[int]{}
 func (c *Cache[V]) Bus() *invalidation.Bus { return c.bus }
 
 // L2Latency returns the Redis round-trip latency per operation ("get",
-// "get_many", "write", "lease", "fill", "release").
+// "get_many", "write", "lease", "fill", "release", "refresh").
 func (c *Cache[V]) L2Latency() map[string]histogram.Snapshot { return c.l2.Latency() }
 
 // Namespace returns Options.Namespace.
