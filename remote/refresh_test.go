@@ -1,0 +1,188 @@
+package remote_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// begin runs BeginRefresh of key with a 10 s window and fails on error.
+func begin(t *testing.T, st *remote.Store, key string) remote.Refresh {
+	t.Helper()
+	r, err := st.BeginRefresh(context.Background(), key, 10*time.Second, 5*time.Second)
+	if err != nil {
+		t.Fatalf("BeginRefresh(%q): %v", key, err)
+	}
+	return r
+}
+
+// value decodes key's L2 value, or "" when it has none.
+func value(t *testing.T, st *remote.Store, key string) string {
+	t.Helper()
+	it, ok, err := st.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		return ""
+	}
+	var v string
+	if err := st.Decode(it, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestRefreshOnce: a key within its window is granted to one caller; the
+// others see it held; the fill installs the new value, after which the key
+// is no longer within its window. Keys outside their window, or missing,
+// have nothing to refresh.
+func TestRefreshOnce(t *testing.T) {
+	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+		st := newStore(t, s.Client(t), remote.Options{})
+		ctx := context.Background()
+		if r := begin(t, st, "missing"); r.State != remote.RefreshGone {
+			t.Errorf("missing key: %v, want gone", r.State)
+		}
+		set(t, st, "far", "v", time.Hour)
+		if r := begin(t, st, "far"); r.State != remote.RefreshDone {
+			t.Errorf("key with an hour left: %v, want done", r.State)
+		}
+		set(t, st, "k", "old", 5*time.Second)
+		r := begin(t, st, "k")
+		if r.State != remote.RefreshGranted {
+			t.Fatalf("key within its window: %v, want granted", r.State)
+		}
+		var from string
+		if err := st.Decode(r.Item, &from); err != nil || from != "old" {
+			t.Errorf("granted refresh began from %q, %v; want old", from, err)
+		}
+		if r2 := begin(t, st, "k"); r2.State != remote.RefreshHeld {
+			t.Errorf("second caller: %v, want held", r2.State)
+		}
+		data, _ := st.Encode("k", "new", time.Minute)
+		ok, err := st.FinishRefresh(ctx, "k", r, data, time.Minute)
+		if err != nil || !ok {
+			t.Fatalf("FinishRefresh = %v, %v; want stored", ok, err)
+		}
+		if v := value(t, st, "k"); v != "new" {
+			t.Errorf("after the refresh L2 holds %q, want new", v)
+		}
+		if r3 := begin(t, st, "k"); r3.State != remote.RefreshDone {
+			t.Errorf("after the refresh: %v, want done (a minute left)", r3.State)
+		}
+		if ok, _ := st.FinishRefresh(ctx, "k", r, data, time.Minute); ok {
+			t.Error("a refresh finished twice stored twice")
+		}
+	})
+}
+
+// TestRefreshLosesToWrites: a Set or a Delete between the start of a
+// refresh and its fill makes the fill store nothing, even when the Set
+// writes bytes identical to those the refresh began from. A key that only
+// expired meanwhile is stored again.
+func TestRefreshLosesToWrites(t *testing.T) {
+	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+		st := newStore(t, s.Client(t), remote.Options{})
+		ctx := context.Background()
+		for _, tc := range []struct {
+			name  string
+			write func(t *testing.T, data []byte)
+			want  string
+		}{
+			{"set", func(t *testing.T, _ []byte) { set(t, st, "k", "newer", time.Minute) }, "newer"},
+			{"same bytes", func(t *testing.T, data []byte) {
+				if err := st.Write(ctx, []remote.SetOp{{Key: "k", Data: data, TTL: 5 * time.Second}}, nil, "", nil); err != nil {
+					t.Fatal(err)
+				}
+			}, "old"},
+			{"delete", func(t *testing.T, _ []byte) {
+				if err := st.Write(ctx, nil, []string{"k"}, "", nil); err != nil {
+					t.Fatal(err)
+				}
+			}, ""},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				old, _ := st.Encode("k", "old", 5*time.Second)
+				if err := st.Write(ctx, []remote.SetOp{{Key: "k", Data: old, TTL: 5 * time.Second}}, nil, "", nil); err != nil {
+					t.Fatal(err)
+				}
+				r := begin(t, st, "k")
+				if r.State != remote.RefreshGranted {
+					t.Fatalf("%v, want granted", r.State)
+				}
+				tc.write(t, old)
+				data, _ := st.Encode("k", "loaded before the write", time.Minute)
+				if ok, err := st.FinishRefresh(ctx, "k", r, data, time.Minute); err != nil || ok {
+					t.Errorf("FinishRefresh after a write = %v, %v; want refused", ok, err)
+				}
+				if v := value(t, st, "k"); v != tc.want {
+					t.Errorf("L2 holds %q, want %q", v, tc.want)
+				}
+			})
+		}
+		t.Run("expired", func(t *testing.T) {
+			set(t, st, "e", "old", 5*time.Second)
+			r := begin(t, st, "e")
+			if r.State != remote.RefreshGranted {
+				t.Fatalf("%v, want granted", r.State)
+			}
+			if err := s.Client(t).Del(ctx, "ns:e").Err(); err != nil { // as its TTL would
+				t.Fatal(err)
+			}
+			data, _ := st.Encode("e", "refreshed", time.Minute)
+			if ok, err := st.FinishRefresh(ctx, "e", r, data, time.Minute); err != nil || !ok {
+				t.Errorf("FinishRefresh of a key that expired = %v, %v; want stored", ok, err)
+			}
+		})
+	})
+}
+
+// TestRefreshLockSlot: the lock of every key that can have one lives in
+// the key's Cluster slot; keys whose braces make no hash tag have none.
+func TestRefreshLockSlot(t *testing.T) {
+	for _, k := range []string{"ns:plain", "ns:{user1}:cart", "ns:a{b", "ns:a{}b", "ns:a}b", "ns:{}x{y}"} {
+		lock, ok := remote.RefreshLockKey(k)
+		if ok && remote.HashSlot(lock) != remote.HashSlot(k) {
+			t.Errorf("lock %q of %q is in slot %d, key in %d", lock, k, remote.HashSlot(lock), remote.HashSlot(k))
+		}
+		if !ok && (k == "ns:plain" || k == "ns:{user1}:cart") {
+			t.Errorf("%q has no refresh lock", k)
+		}
+	}
+}
+
+// TestRefreshOnCluster: the scripts touch a key and its lock in one slot,
+// which Cluster requires.
+func TestRefreshOnCluster(t *testing.T) {
+	cc := startCluster(t, 3)
+	st := newStore(t, cc, remote.Options{})
+	ctx := context.Background()
+	for _, key := range []string{"a", "b", "{tag}c", "d"} {
+		set(t, st, key, "old", 5*time.Second)
+		r := begin(t, st, key)
+		if r.State != remote.RefreshGranted {
+			t.Fatalf("%s: %v, want granted", key, r.State)
+		}
+		data, _ := st.Encode(key, "new", time.Minute)
+		if ok, err := st.FinishRefresh(ctx, key, r, data, time.Minute); err != nil || !ok {
+			t.Fatalf("%s: FinishRefresh = %v, %v", key, ok, err)
+		}
+		r = begin(t, st, key)
+		set(t, st, key, "written", 5*time.Second) // deletes the lock, on its node
+		if r.State == remote.RefreshGranted {
+			t.Fatalf("%s: refreshed key granted again", key)
+		}
+		r = begin(t, st, key)
+		if r.State != remote.RefreshGranted {
+			t.Fatalf("%s after a write: %v, want granted", key, r.State)
+		}
+		set(t, st, key, "written again", 5*time.Second)
+		if ok, _ := st.FinishRefresh(ctx, key, r, data, time.Minute); ok {
+			t.Errorf("%s: a refresh stored over a Cluster write", key)
+		}
+	}
+}
