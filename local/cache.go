@@ -37,8 +37,9 @@ type Cache[V any] struct {
 	counters counters
 	// clearing is true while the janitor runs ristretto's Clear or Close,
 	// whose evictions are not counted as Evictions.
-	clearing atomic.Bool
-	maxCost  int64
+	clearing    atomic.Bool
+	maxCost     int64
+	keepExpired int64 // Options.KeepExpired in nanoseconds
 
 	dels      chan del      // Dels for the janitor; see delQueue
 	clearReq  chan struct{} // size 1: pending clears coalesce into one
@@ -47,8 +48,8 @@ type Cache[V any] struct {
 	closeOnce sync.Once
 }
 
-// entry is what the cache stores in ristretto. It is never modified after
-// Fill creates it.
+// entry is what the cache stores in ristretto. Only its claimed flag
+// changes after Fill creates it.
 type entry[V any] struct {
 	// conflict is a second, independent 64-bit hash of the key (seed2),
 	// compared on Get beside ristretto's key hash: two keys are taken for
@@ -62,7 +63,13 @@ type entry[V any] struct {
 	slot     uint64 // slot epoch of the stamp the entry was filled under
 	global   uint64 // global epoch of that stamp
 	filled   int64  // coarse-clock time of the fill; read only by GetStale
-	negative bool
+	// refreshAt is the coarse-clock time from which a hit reports the
+	// entry due for a refresh (math.MaxInt64: never), and claimed is set
+	// by the one ClaimRefresh that wins it. claimed is the only field
+	// that changes after Fill.
+	refreshAt int64
+	claimed   atomic.Bool
+	negative  bool
 }
 
 // New returns a Cache configured by o, with its ristretto instance, its
@@ -79,13 +86,14 @@ func newCache[V any](o Options, runClock bool) (*Cache[V], error) {
 	}
 	o = o.withDefaults()
 	c := &Cache[V]{
-		seed:     maphash.MakeSeed(),
-		seed2:    maphash.MakeSeed(),
-		base:     time.Now(),
-		maxCost:  o.MaxCost,
-		dels:     make(chan del, delQueue),
-		clearReq: make(chan struct{}, 1),
-		stop:     make(chan struct{}),
+		seed:        maphash.MakeSeed(),
+		seed2:       maphash.MakeSeed(),
+		base:        time.Now(),
+		maxCost:     o.MaxCost,
+		keepExpired: int64(o.KeepExpired),
+		dels:        make(chan del, delQueue),
+		clearReq:    make(chan struct{}, 1),
+		stop:        make(chan struct{}),
 	}
 	c.epochs.init(o.EpochSlots)
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[V]]{
@@ -117,7 +125,7 @@ func newCache[V any](o Options, runClock bool) (*Cache[V], error) {
 // A hit takes no lock, allocates nothing and reads no clock; see the package
 // comment. Get is safe for concurrent use.
 func (c *Cache[V]) Get(key string) (v V, negative bool, ok bool) {
-	p, negative, ok := c.GetRef(key)
+	p, negative, _, ok := c.GetRef(key)
 	if !ok {
 		return v, false, false
 	}
@@ -130,31 +138,89 @@ func (c *Cache[V]) Get(key string) (v V, negative bool, ok bool) {
 // pointer, never write through it. It exists for callers that pass a
 // struct V on through several calls and would otherwise copy it at each
 // one: tiered's Get copies it once, into its result.
-func (c *Cache[V]) GetRef(key string) (v *V, negative bool, ok bool) {
+//
+// due reports that the entry has reached the refresh time its fill gave
+// it ([Cache.FillWith]) and nobody has claimed its refresh yet; a caller
+// that will refresh it calls [Cache.ClaimRefresh]. It costs a hit one
+// comparison.
+func (c *Cache[V]) GetRef(key string) (v *V, negative, due, ok bool) {
 	h := maphash.String(c.seed, key)
 	g := c.gets.shard()
 	g.enter.Add(1)
 	if c.closed.Load() {
 		g.exit.Add(1)
 		g.misses.Add(1)
+		return nil, false, false, false
+	}
+	e, found := c.rc.Get(h)
+	g.exit.Add(1)
+	now := c.now.Load()
+	if found && e.conflict == maphash.String(c.seed2, key) && c.servableAt(e, h, now) {
+		return &e.value, e.negative, e.refreshAt <= now && !e.claimed.Load(), true
+	}
+	c.miss(g, h, key, e, found)
+	return nil, false, false, false
+}
+
+// ClaimRefresh reports whether the caller is the first to claim the
+// refresh of key's current entry, which must be due (see [Cache.GetRef]).
+// Exactly one call per entry wins; a later fill of the key makes a new
+// entry, with a refresh time of its own. It is safe for concurrent use.
+func (c *Cache[V]) ClaimRefresh(key string) bool {
+	h := maphash.String(c.seed, key)
+	g := c.ops.shard()
+	g.enter.Add(1)
+	defer g.exit.Add(1)
+	if c.closed.Load() {
+		return false
+	}
+	e, found := c.rc.Get(h)
+	if !found || e.conflict != maphash.String(c.seed2, key) || !c.servable(e, h) ||
+		e.refreshAt > c.now.Load() {
+		return false
+	}
+	return e.claimed.CompareAndSwap(false, true)
+}
+
+// GetExpired returns key's entry after its expiry, for at most grace past
+// it, when nothing else makes it unservable: no invalidation of the key,
+// no InvalidateAll and no Suspend since its fill. It is for serving a
+// value whose TTL ran out while a refresh runs (tiered's
+// StaleWhileRevalidate): such a value was not replaced by a write, only
+// aged. Expired entries are kept for grace only if [Options.KeepExpired]
+// is at least grace. Like [Cache.GetRef] it returns a pointer the caller
+// must not write through. It is safe for concurrent use.
+func (c *Cache[V]) GetExpired(key string, grace time.Duration) (v *V, negative, ok bool) {
+	h := maphash.String(c.seed, key)
+	g := c.ops.shard()
+	g.enter.Add(1)
+	if c.closed.Load() {
+		g.exit.Add(1)
 		return nil, false, false
 	}
 	e, found := c.rc.Get(h)
 	g.exit.Add(1)
-	if found && e.conflict == maphash.String(c.seed2, key) && c.servable(e, h) {
-		return &e.value, e.negative, true
+	now := c.now.Load()
+	if !found || e.conflict != maphash.String(c.seed2, key) ||
+		e.slot != c.epochs.slots[h&c.epochs.mask].Load() || e.global != c.epochs.global.Load() ||
+		e.expires > now || now-e.expires > int64(grace) {
+		return nil, false, false
 	}
-	c.miss(g, h, key, e, found)
-	return nil, false, false
+	return &e.value, e.negative, true
 }
 
 // servable reports whether e, stored under key hash h, may be served: no
 // invalidation or clear since its stamp, and not expired. The caller
 // compares the conflict hash.
 func (c *Cache[V]) servable(e *entry[V], h uint64) bool {
+	return c.servableAt(e, h, c.now.Load())
+}
+
+// servableAt is servable with the coarse clock read by the caller.
+func (c *Cache[V]) servableAt(e *entry[V], h uint64, now int64) bool {
 	return e.slot == c.epochs.slots[h&c.epochs.mask].Load() &&
 		e.global == c.epochs.global.Load() &&
-		e.expires > c.now.Load()
+		e.expires > now
 }
 
 // miss counts a Get that missed, by cause, and queues the Del of an expired
@@ -178,7 +244,9 @@ func (c *Cache[V]) miss(g *gateShard, h uint64, key string, e *entry[V], found b
 		}
 	case e.expires <= c.now.Load():
 		c.counters.expired.Add(1)
-		c.queueDel(h)
+		if c.now.Load()-e.expires > c.keepExpired {
+			c.queueDel(h)
+		}
 	}
 }
 
@@ -198,7 +266,14 @@ func (c *Cache[V]) miss(g *gateShard, h uint64, key string, e *entry[V], found b
 // fill of the key replaces it. After Close, Fill does nothing and returns
 // false. Fill is safe for concurrent use.
 func (c *Cache[V]) Fill(key string, v V, cost int64, ttl time.Duration, st Stamp) bool {
-	return c.fill(key, v, false, cost, ttl, st)
+	return c.fill(key, v, false, cost, ttl, -1, st)
+}
+
+// FillWith is [Cache.Fill] (or [Cache.FillNegative], with negative) that
+// also gives the entry a refresh time: from refreshAfter after the fill,
+// hits report it due (see [Cache.GetRef]). A refreshAfter < 0 means never.
+func (c *Cache[V]) FillWith(key string, v V, negative bool, cost int64, ttl, refreshAfter time.Duration, st Stamp) bool {
+	return c.fill(key, v, negative, cost, ttl, refreshAfter, st)
 }
 
 // FillNegative installs a negative entry for key: a cached answer that key
@@ -206,10 +281,10 @@ func (c *Cache[V]) Fill(key string, v V, cost int64, ttl time.Duration, st Stamp
 // [Cache.Fill].
 func (c *Cache[V]) FillNegative(key string, cost int64, ttl time.Duration, st Stamp) bool {
 	var zero V
-	return c.fill(key, zero, true, cost, ttl, st)
+	return c.fill(key, zero, true, cost, ttl, -1, st)
 }
 
-func (c *Cache[V]) fill(key string, v V, negative bool, cost int64, ttl time.Duration, st Stamp) bool {
+func (c *Cache[V]) fill(key string, v V, negative bool, cost int64, ttl, refreshAfter time.Duration, st Stamp) bool {
 	if ttl <= 0 {
 		return false
 	}
@@ -227,6 +302,10 @@ func (c *Cache[V]) fill(key string, v V, negative bool, cost int64, ttl time.Dur
 		expires:  addClamped(now, ttl),
 		slot:     st.slot,
 		global:   st.global,
+	}
+	e.refreshAt = math.MaxInt64
+	if refreshAfter >= 0 {
+		e.refreshAt = addClamped(now, refreshAfter)
 	}
 	g := c.ops.shard()
 	g.enter.Add(1)

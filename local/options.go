@@ -3,6 +3,7 @@ package local
 import (
 	"fmt"
 	"math/bits"
+	"time"
 )
 
 // Options configures a [Cache]. The zero value is valid: every zero field
@@ -31,6 +32,11 @@ type Options struct {
 	// of keys invalidated within one LocalTTL. At most 1 << 24. Default:
 	// 1 << 16.
 	EpochSlots int
+
+	// KeepExpired is how long an entry is kept after its expiry, for
+	// [Cache.GetExpired]; expired entries are otherwise deleted as soon as
+	// a Get finds them. Default: 0.
+	KeepExpired time.Duration
 }
 
 const (
@@ -66,6 +72,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("local: Options.NumCounters must be >= 0, got %d", o.NumCounters)
 	case o.EpochSlots < 0:
 		return fmt.Errorf("local: Options.EpochSlots must be >= 0, got %d", o.EpochSlots)
+	case o.KeepExpired < 0:
+		return fmt.Errorf("local: Options.KeepExpired must be >= 0, got %v", o.KeepExpired)
 	case o.EpochSlots > maxEpochSlots:
 		return fmt.Errorf("local: Options.EpochSlots must be <= %d, got %d", maxEpochSlots, o.EpochSlots)
 	}

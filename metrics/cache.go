@@ -153,6 +153,18 @@ func NewCacheCollector(c CacheSource) prometheus.Collector {
 	b.counter("l2", "breaker_rejected_total", "Redis calls refused at once, never sent, while the breaker was open.",
 		func(s *S) uint64 { return s.L2.BreakerRejected })
 
+	// Refresh-ahead and stale-while-revalidate.
+	b.counter("", "refreshes_total", "Background refreshes started here: values due under RefreshAhead, expired values served under StaleWhileRevalidate.",
+		func(s *S) uint64 { return s.Refreshes })
+	b.counter("", "refreshes_elsewhere_total", "Refreshes that found another node refreshing the key, or done with it.",
+		func(s *S) uint64 { return s.RefreshesElsewhere })
+	b.counter("", "refreshes_refused_total", "Refreshed values not stored because a write of the key came first.",
+		func(s *S) uint64 { return s.RefreshesRefused })
+	b.counter("", "refresh_failures_total", "Refreshes whose loader failed; the current value is kept until it expires.",
+		func(s *S) uint64 { return s.RefreshFailures })
+	b.counter("", "revalidate_served_total", "GetOrLoad calls answered with an expired value under StaleWhileRevalidate.",
+		func(s *S) uint64 { return s.RevalidateServed })
+
 	return &cacheCollector{
 		src: c,
 		t:   b.t,

@@ -62,6 +62,11 @@
 //	tiercache_l2_breaker_opens_total               times the circuit breaker around Redis opened
 //	tiercache_l2_breaker_rejected_total            Redis calls refused at once while it was open
 //	tiercache_stale_served_total                   L1 reads served by StaleIfError during an outage
+//	tiercache_refreshes_total                      background refreshes started (RefreshAhead, StaleWhileRevalidate)
+//	tiercache_refreshes_elsewhere_total            refreshes another node was doing, or had done
+//	tiercache_refreshes_refused_total              refreshed values not stored: a write came first
+//	tiercache_refresh_failures_total               refreshes whose loader failed
+//	tiercache_revalidate_served_total              expired values served under StaleWhileRevalidate
 //
 // The L2 latency histogram (op is one of get, get_many, write, lease, fill,
 // release) is exported only when the source also has a method

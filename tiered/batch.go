@@ -13,7 +13,7 @@ import (
 // anything is read; a Redis error is returned wrapped, with nothing else.
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, error) {
 	out := make(map[string]V, len(keys))
-	missing, err := c.fromL1(keys, out)
+	missing, err := c.fromL1(keys, out, nil)
 	if err != nil || len(missing) == 0 {
 		return out, err
 	}
@@ -51,7 +51,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 // what was obtained, and the first error is returned with it.
 func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loader BatchLoader[V]) (map[string]V, error) {
 	out := make(map[string]V, len(keys))
-	missing, err := c.fromL1(keys, out)
+	missing, err := c.fromL1(keys, out, loader)
 	if err != nil || len(missing) == 0 {
 		return out, err
 	}
@@ -81,8 +81,8 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loader Batc
 
 // fromL1 checks keys, copies L1 hits into out and returns the distinct keys
 // L1 could not answer. Cached "not found" answers are neither in out nor
-// missing.
-func (c *Cache[V]) fromL1(keys []string, out map[string]V) ([]string, error) {
+// missing. Hits due for a refresh start one, with load (nil: none).
+func (c *Cache[V]) fromL1(keys []string, out map[string]V, load BatchLoader[V]) ([]string, error) {
 	if c.isClosed.Load() {
 		return nil, ErrClosed
 	}
@@ -96,7 +96,10 @@ func (c *Cache[V]) fromL1(keys []string, out map[string]V) ([]string, error) {
 			continue
 		}
 		seen[k] = struct{}{}
-		p, neg, ok := c.lookupL1(k)
+		p, neg, due, ok := c.lookupL1(k)
+		if due {
+			c.refreshDue(k, load)
+		}
 		switch {
 		case !ok:
 			missing = append(missing, k)

@@ -36,6 +36,9 @@ type Cache[V any] struct {
 	reg    *invalidation.Registration
 	flight flights[V]
 
+	refreshing refreshes // keys being refreshed ahead or revalidated here
+	refreshLog refreshLog
+
 	closing context.Context // cancelled by Close; bounds every load
 	cancel  context.CancelFunc
 
@@ -79,7 +82,7 @@ func New[V any](o Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("tiered: %w", err)
 	}
-	l1, err := local.New[V](local.Options{MaxCost: o.LocalMaxCost})
+	l1, err := local.New[V](local.Options{MaxCost: o.LocalMaxCost, KeepExpired: o.StaleWhileRevalidate})
 	if err != nil {
 		return nil, fmt.Errorf("tiered: %w", err)
 	}
@@ -170,7 +173,10 @@ func (c *Cache[V]) WaitReady(ctx context.Context) error {
 // are returned wrapped. Get never calls a loader, and concurrent Gets of one
 // key that miss L1 each read L2; [Cache.GetOrLoad] coalesces them.
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
-	if p, neg, ok := c.lookupL1(key); ok {
+	if p, neg, due, ok := c.lookupL1(key); ok {
+		if due {
+			c.refreshDue(key, nil)
+		}
 		if neg {
 			var zero V
 			return zero, ErrNotFound
@@ -184,9 +190,10 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 // lookup, which allocates nothing and takes no lock. It returns a pointer
 // to the cached value, which callers copy once (a struct V copied through
 // every call on the way out cost a hit as much as the lookup; issue 10).
-func (c *Cache[V]) lookupL1(key string) (p *V, neg, ok bool) {
+func (c *Cache[V]) lookupL1(key string) (p *V, neg, due, ok bool) {
 	if !c.bus.Usable() {
-		return c.bypassL1(key)
+		p, neg, ok = c.bypassL1(key)
+		return p, neg, false, ok
 	}
 	return c.l1.GetRef(key)
 }
@@ -257,7 +264,7 @@ func (c *Cache[V]) fill(key string, v V, size int, l2TTL time.Duration, st local
 	if !c.bus.Usable() {
 		return
 	}
-	c.l1.Fill(key, v, int64(max(size, 1)), c.localTTL(l2TTL), st)
+	c.l1.FillWith(key, v, false, int64(max(size, 1)), c.localTTL(l2TTL), c.refreshWindow(l2TTL), st)
 }
 
 // localTTL is the jittered LocalTTL, capped by what L2 has left (0: no
@@ -274,7 +281,8 @@ func (c *Cache[V]) fillNegative(key string, size int, l2TTL time.Duration, st lo
 	if !c.bus.Usable() {
 		return
 	}
-	c.l1.FillNegative(key, int64(max(size, 1)), c.localTTL(l2TTL), st)
+	var zero V
+	c.l1.FillWith(key, zero, true, int64(max(size, 1)), c.localTTL(l2TTL), c.refreshWindow(l2TTL), st)
 }
 
 // jitter shortens d by a random fraction of up to 10%, so that keys filled

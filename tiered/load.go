@@ -36,13 +36,33 @@ type BatchLoader[V any] func(ctx context.Context, missing []string) (map[string]
 // outlives LoadTimeout is abandoned: its waiters get an error wrapping
 // context.DeadlineExceeded, even if the loader ignores its context.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) (V, error) {
-	if p, neg, ok := c.lookupL1(key); ok {
+	if p, neg, due, ok := c.lookupL1(key); ok {
+		if due {
+			c.refreshDue(key, single(loader))
+		}
 		if neg {
 			var zero V
 			return zero, ErrNotFound
 		}
 		return *p, nil
 	}
+	if c.opts.StaleWhileRevalidate > 0 && c.bus.Usable() {
+		if p, neg, ok := c.l1.GetExpired(key, c.opts.StaleWhileRevalidate); ok {
+			c.st.revalidateServed.Add(1)
+			c.revalidate(key, loader)
+			if neg {
+				var zero V
+				return zero, ErrNotFound
+			}
+			return *p, nil
+		}
+	}
+	return c.loadOne(ctx, key, loader)
+}
+
+// loadOne is GetOrLoad past L1: the key's flight, and through it L2 and
+// the loader.
+func (c *Cache[V]) loadOne(ctx context.Context, key string, loader Loader[V]) (V, error) {
 	var zero V
 	if c.isClosed.Load() {
 		return zero, ErrClosed

@@ -41,6 +41,8 @@ type Codec = remote.Codec
 //	BreakerMaxOpen     1s   longest wait between probes
 //	MaxConcurrentLoads 0    no bound on loader calls at once
 //	StaleIfError       0    off: L1 serves nothing unproven during an outage
+//	RefreshAhead       0    off: values expire, and the next read loads
+//	StaleWhileRevalidate 0  off: an expired value is never served
 type Options struct {
 	// Redis is the L2 client: *redis.Client, *redis.ClusterClient or a
 	// Sentinel-backed client. Required. The cache never closes it. A
@@ -150,6 +152,27 @@ type Options struct {
 	// Keys invalidated while the bus still heard messages, and namespaces
 	// cleared, are never served this way. Zero turns it off. Default: 0.
 	StaleIfError time.Duration
+
+	// RefreshAhead, when positive, reloads a value in the background
+	// before it expires in L2, while readers keep getting it: the first
+	// read of a value in the last RefreshAhead to RefreshAhead/2 of its L2
+	// lifetime (the point is drawn at random per L1 entry, so that keys
+	// filled together do not refresh together) starts the refresh. It
+	// runs once across the cluster (a refresh lock in L2), with the
+	// loader of the read that started it (GetOrLoad, GetOrLoadMany; a Get
+	// only picks up a value refreshed elsewhere), and its value is stored
+	// only if no Set or Delete of the key came in between (promise 3). A
+	// key read less often than once per RefreshAhead simply expires. It
+	// must be less than TTL. Zero turns it off. Default: 0.
+	RefreshAhead time.Duration
+	// StaleWhileRevalidate, when positive, lets GetOrLoad serve an L1
+	// entry for up to this long past its expiry while one load of the key
+	// runs in the background, instead of waiting for it. A value a write
+	// replaced is never served this way (its invalidation hides it), nor
+	// one hidden by a clear or by a bus that cannot prove liveness. Only
+	// a node that holds the entry in L1 serves it; others load as usual.
+	// Zero turns it off. Default: 0.
+	StaleWhileRevalidate time.Duration
 }
 
 const jitterFraction = 0.1
@@ -246,6 +269,12 @@ func (o Options) validate() error {
 	if o.BreakerThreshold < 0 || o.MaxConcurrentLoads < 0 || o.StaleIfError < 0 {
 		bad("BreakerThreshold, MaxConcurrentLoads and StaleIfError must not be negative")
 	}
+	if o.RefreshAhead < 0 || o.RefreshAhead > 0 && o.RefreshAhead >= o.TTL {
+		bad("RefreshAhead (%v) must not be negative and must be less than TTL (%v)", o.RefreshAhead, o.TTL)
+	}
+	if o.StaleWhileRevalidate < 0 {
+		bad("StaleWhileRevalidate must not be negative, got %v", o.StaleWhileRevalidate)
+	}
 	if o.BreakerMinOpen < 0 || o.BreakerMaxOpen < o.BreakerMinOpen {
 		bad("BreakerMinOpen (%v) must not be negative nor exceed BreakerMaxOpen (%v)", o.BreakerMinOpen, o.BreakerMaxOpen)
 	}
@@ -259,10 +288,12 @@ func (o Options) String() string {
 		"DisableNegativeCache=%v LoadTimeout=%v LeaseTTL=%v LeaseWait=%v MaxStaleness=%v "+
 		"HeartbeatInterval=%v Codec=%T RedisTimeout=%v MaxKeySize=%d MaxValueSize=%d "+
 		"CompressThreshold=%d DisableCompression=%v DisableJitter=%v SharedBus=%v "+
-		"BreakerThreshold=%d BreakerMinOpen=%v BreakerMaxOpen=%v DisableBreaker=%v MaxConcurrentLoads=%d StaleIfError=%v",
+		"BreakerThreshold=%d BreakerMinOpen=%v BreakerMaxOpen=%v DisableBreaker=%v MaxConcurrentLoads=%d StaleIfError=%v "+
+		"RefreshAhead=%v StaleWhileRevalidate=%v",
 		o.Namespace, o.TTL, o.LocalTTL, o.LocalMaxCost, o.NegativeTTL,
 		o.DisableNegativeCache, o.LoadTimeout, o.LeaseTTL, o.LeaseWait, o.MaxStaleness,
 		o.HeartbeatInterval, o.Codec, o.RedisTimeout, o.MaxKeySize, o.MaxValueSize,
 		o.CompressThreshold, o.DisableCompression, o.DisableJitter, o.Bus != nil,
-		o.BreakerThreshold, o.BreakerMinOpen, o.BreakerMaxOpen, o.DisableBreaker, o.MaxConcurrentLoads, o.StaleIfError)
+		o.BreakerThreshold, o.BreakerMinOpen, o.BreakerMaxOpen, o.DisableBreaker, o.MaxConcurrentLoads, o.StaleIfError,
+		o.RefreshAhead, o.StaleWhileRevalidate)
 }

@@ -32,6 +32,12 @@ type counters struct {
 	invalidations  atomic.Uint64
 	clears         atomic.Uint64
 	staleServed    atomic.Uint64
+
+	refreshes          atomic.Uint64
+	refreshesElsewhere atomic.Uint64
+	refreshesRefused   atomic.Uint64
+	refreshFailures    atomic.Uint64
+	revalidateServed   atomic.Uint64
 	loadLatency    histogram.Histogram
 }
 
@@ -86,6 +92,17 @@ type Stats struct {
 	// StaleServed counts L1 reads answered by StaleIfError: while Redis
 	// was unreachable, with values of unproven freshness.
 	StaleServed uint64
+	// Refreshes counts background refreshes started on this node: by
+	// RefreshAhead (an entry came due) and by StaleWhileRevalidate (an
+	// expired entry was served). RefreshesElsewhere counts those that
+	// found another node refreshing the key, or done with it already;
+	// RefreshesRefused those whose loaded value was not stored because a
+	// write of the key came first; RefreshFailures those whose loader
+	// failed (the current value is kept until it expires).
+	Refreshes, RefreshesElsewhere, RefreshesRefused, RefreshFailures uint64
+	// RevalidateServed counts GetOrLoad calls answered with an expired
+	// entry under StaleWhileRevalidate.
+	RevalidateServed uint64
 	// LoadLatency is the loader's latency distribution.
 	LoadLatency histogram.Snapshot
 
@@ -152,6 +169,12 @@ func (c *Cache[V]) Stats() Stats {
 		Invalidations:  c.st.invalidations.Load(),
 		Clears:         c.st.clears.Load(),
 		StaleServed:    c.st.staleServed.Load(),
+
+		Refreshes:          c.st.refreshes.Load(),
+		RefreshesElsewhere: c.st.refreshesElsewhere.Load(),
+		RefreshesRefused:   c.st.refreshesRefused.Load(),
+		RefreshFailures:    c.st.refreshFailures.Load(),
+		RevalidateServed:   c.st.revalidateServed.Load(),
 		LoadLatency:    c.st.loadLatency.Snapshot(),
 	}
 }

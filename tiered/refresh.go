@@ -1,0 +1,278 @@
+package tiered
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tiercache/tiercache/local"
+	"github.com/tiercache/tiercache/remote"
+)
+
+// Refresh-ahead and stale-while-revalidate.
+//
+// With Options.RefreshAhead, each L1 fill of a value that expires in L2
+// gets a refresh time, drawn at random from the last RefreshAhead to the
+// last RefreshAhead/2 of its L2 lifetime. The first hit past it (on this
+// node, for this entry) starts a refresh in the background and is served
+// the current value, as is every reader after it:
+//
+//   - With a loader (GetOrLoad), the refresh asks L2 in one round trip
+//     (remote.BeginRefresh). If the key has been refreshed already, by
+//     another node, its new value fills L1. Otherwise one caller across
+//     the cluster gets the key's refresh lock, calls the loader, and
+//     stores the result only if no write touched the key meanwhile (every
+//     write deletes the lock), then fills its own L1 under the stamp taken
+//     before it began, so an invalidation in between keeps it out of L1.
+//   - Without one (Get), or when another node holds the lock, the refresh
+//     reads L2 until the key shows a refreshed value (bounded by
+//     LeaseWait), and fills L1 with it.
+//
+// Other nodes learn of a refreshed value the same way, when their own
+// entries come due, not by an invalidation: a refresh replaces a value
+// with what the source of truth holds, not with a write's news, so their
+// copies are no staler than they were, and it spares every node an L1
+// miss per refresh. Its cost is one round trip per node per key per TTL.
+//
+// With Options.StaleWhileRevalidate, GetOrLoad serves an L1 entry up to
+// that long past its expiry while one load of the key runs in the
+// background, the ordinary load with its flight and lease. Only expiry is
+// forgiven: an entry invalidated by a write, or hidden by a clear or by a
+// bus that cannot prove its subscription, is never served this way.
+
+// refreshWindow returns how long after an L1 fill a value that L2 keeps
+// for l2TTL more comes due for a refresh, or -1 for never.
+func (c *Cache[V]) refreshWindow(l2TTL time.Duration) time.Duration {
+	ahead := c.opts.RefreshAhead
+	if ahead <= 0 || l2TTL <= 0 {
+		return -1
+	}
+	before := ahead/2 + time.Duration(rand.Int64N(int64(ahead/2)+1))
+	return max(l2TTL-before, 0)
+}
+
+// refreshes tracks the keys this node is refreshing, so that one key has
+// at most one refresh running here, whatever entries of it come due.
+type refreshes struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+func (r *refreshes) start(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, busy := r.keys[key]; busy {
+		return false
+	}
+	if r.keys == nil {
+		r.keys = make(map[string]struct{})
+	}
+	r.keys[key] = struct{}{}
+	return true
+}
+
+func (r *refreshes) done(key string) {
+	r.mu.Lock()
+	delete(r.keys, key)
+	r.mu.Unlock()
+}
+
+// refreshDue is called by a hit that found key's entry due. It claims the
+// entry's refresh and starts it in the background; the caller never
+// waits. load is nil when the caller has no loader.
+func (c *Cache[V]) refreshDue(key string, load BatchLoader[V]) {
+	if !c.l1.ClaimRefresh(key) || !c.refreshing.start(key) {
+		return
+	}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		c.refreshing.done(key)
+		return
+	}
+	c.loads.Add(1)
+	c.mu.RUnlock()
+	c.st.refreshes.Add(1)
+	go func() {
+		defer c.loads.Done()
+		defer c.refreshing.done(key)
+		ctx, cancel := context.WithTimeout(c.closing, c.opts.LoadTimeout)
+		defer cancel()
+		defer func() {
+			if p := recover(); p != nil { // a codec panic; loader panics are errors already
+				c.st.panics.Add(1)
+				c.refreshFailed(key, &PanicError{Value: p})
+			}
+		}()
+		c.refresh(ctx, key, load)
+	}()
+}
+
+// refresh runs one refresh of key; see the comment at the top of the file.
+func (c *Cache[V]) refresh(ctx context.Context, key string, load BatchLoader[V]) {
+	st := c.l1.Stamp(key)
+	if load == nil {
+		c.awaitRefreshed(ctx, key, st, false)
+		return
+	}
+	r, err := c.l2.BeginRefresh(ctx, key, c.opts.RefreshAhead, c.opts.LoadTimeout+c.opts.RedisTimeout)
+	if err != nil {
+		c.l2Failed("refresh", err)
+		return
+	}
+	switch r.State {
+	case remote.RefreshGone: // expired or being loaded: the next read loads
+		return
+	case remote.RefreshDone:
+		c.st.refreshesElsewhere.Add(1)
+		_, _, _ = c.accept(key, r.Item, st)
+		return
+	case remote.RefreshHeld:
+		c.st.refreshesElsewhere.Add(1)
+		c.awaitRefreshed(ctx, key, st, true)
+		return
+	}
+	vals, ttls, err := c.callLoader(ctx, load, []string{key})
+	if err != nil {
+		c.refreshFailed(key, err)
+		c.finishRefresh(key, r, nil, 0)
+		return
+	}
+	v, found := vals[key]
+	ttl, chosen := ttls[key]
+	if !chosen {
+		ttl = c.jitter(c.opts.TTL)
+		if !found {
+			ttl = c.opts.NegativeTTL
+		}
+	}
+	var data []byte
+	switch {
+	case chosen && ttl <= 0, !found && c.opts.DisableNegativeCache:
+		// Not to be cached: the current value runs out its TTL.
+	case found:
+		data, err = c.l2.Encode(key, v, ttl)
+		if err != nil {
+			c.countEncodeError(err)
+			data = nil
+		}
+	default:
+		data = c.l2.EncodeNegative(ttl)
+	}
+	if data == nil {
+		c.finishRefresh(key, r, nil, 0)
+		return
+	}
+	if !c.finishRefresh(key, r, data, ttl) {
+		c.st.refreshesRefused.Add(1) // a write came first; its value stands
+		return
+	}
+	if found {
+		c.fill(key, v, len(data), ttl, st)
+	} else {
+		c.fillNegative(key, len(data), ttl, st)
+	}
+}
+
+// finishRefresh ends a granted refresh, storing data unless it is nil,
+// and reports whether it was stored. The round trip gets its own bound, so
+// that a loader that used up the load's time still frees the lock.
+func (c *Cache[V]) finishRefresh(key string, r remote.Refresh, data []byte, ttl time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.closing), c.opts.RedisTimeout)
+	defer cancel()
+	ok, err := c.l2.FinishRefresh(ctx, key, r, data, ttl)
+	if err != nil {
+		c.l2Failed("refresh", err)
+	}
+	return ok
+}
+
+// awaitRefreshed reads key from L2 and, if it holds a value with more than
+// RefreshAhead left (someone refreshed it), fills L1 with it under st.
+// With poll, while another node is refreshing, it reads again until then,
+// for at most LeaseWait.
+func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, st local.Stamp, poll bool) {
+	deadline := time.Now().Add(c.opts.LeaseWait)
+	backoff := time.Millisecond
+	for {
+		it, ok, err := c.l2.Get(ctx, key)
+		if err != nil && !isDecodeError(err) {
+			c.l2Failed("refresh", err)
+			return
+		}
+		if !ok {
+			return // gone: the next read loads
+		}
+		if it.TTL == 0 || it.TTL > c.opts.RefreshAhead {
+			_, _, _ = c.accept(key, it, st)
+			return
+		}
+		wait := min(backoff, time.Until(deadline))
+		if !poll || wait <= 0 || !sleepCtx(ctx, wait) {
+			return
+		}
+		backoff = min(2*backoff, maxPoll)
+	}
+}
+
+// refreshFailed counts a refresh whose loader failed and logs it, at most
+// once per logEvery. The current value stays until its normal expiry.
+func (c *Cache[V]) refreshFailed(key string, err error) {
+	c.st.refreshFailures.Add(1)
+	c.refreshLog.failure(c.opts.Logger, c.opts.Namespace, key, err)
+}
+
+// refreshLog rate-limits the log records of failed refreshes.
+type refreshLog struct {
+	last    atomic.Int64  // unix nanos of the last record
+	pending atomic.Uint64 // failures since
+}
+
+func (f *refreshLog) failure(l *slog.Logger, namespace, key string, err error) {
+	f.pending.Add(1)
+	now := time.Now().UnixNano()
+	last := f.last.Load()
+	if now-last < int64(logEvery) || !f.last.CompareAndSwap(last, now) {
+		return
+	}
+	l.LogAttrs(context.Background(), slog.LevelWarn, "tiercache: refresh-ahead failed; values are served until they expire",
+		slog.String("namespace", namespace), slog.String("key", logKey(key)),
+		slog.Uint64("failures", f.pending.Swap(0)), slog.String("last_error", err.Error()))
+}
+
+// revalidate starts, in the background, the ordinary load of key whose
+// expired L1 entry a caller was just served (StaleWhileRevalidate). It
+// joins or leads the key's flight, so one load runs per node and, through
+// the lease, one across the cluster.
+func (c *Cache[V]) revalidate(key string, loader Loader[V]) {
+	if !c.refreshing.start(key) {
+		return
+	}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		c.refreshing.done(key)
+		return
+	}
+	c.loads.Add(1)
+	c.mu.RUnlock()
+	c.st.refreshes.Add(1)
+	go func() {
+		defer c.loads.Done()
+		defer c.refreshing.done(key)
+		if _, err := c.loadOne(c.closing, key, loader); err != nil && err != ErrNotFound && err != ErrClosed {
+			c.refreshFailed(key, err)
+		}
+	}()
+}
+
+// logKey shortens a key for a log record.
+func logKey(key string) string {
+	if len(key) > 64 {
+		return key[:64] + "..."
+	}
+	return key
+}
