@@ -38,7 +38,7 @@ type counters struct {
 	refreshesRefused   atomic.Uint64
 	refreshFailures    atomic.Uint64
 	revalidateServed   atomic.Uint64
-	loadLatency    histogram.Histogram
+	loadLatency        histogram.Histogram
 }
 
 // Stats is a point-in-time snapshot of a cache's counters. Counters only
@@ -175,6 +175,6 @@ func (c *Cache[V]) Stats() Stats {
 		RefreshesRefused:   c.st.refreshesRefused.Load(),
 		RefreshFailures:    c.st.refreshFailures.Load(),
 		RevalidateServed:   c.st.revalidateServed.Load(),
-		LoadLatency:    c.st.loadLatency.Snapshot(),
+		LoadLatency:        c.st.loadLatency.Snapshot(),
 	}
 }
