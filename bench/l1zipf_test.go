@@ -98,7 +98,7 @@ func BenchmarkL1Zipf1M(b *testing.B) {
 		get  func(k string) (*zipfItem, bool)
 	}{
 		{"tiercache-l1", func(k string) (*zipfItem, bool) {
-			p, _, ok := lc.GetRef(k)
+			p, _, _, ok := lc.GetRef(k)
 			if !ok {
 				return nil, false
 			}

@@ -26,12 +26,18 @@ type Config struct {
 	// StaleCap is how long B may take to see a write before the trial
 	// counts as stale. Default: 2s.
 	StaleCap time.Duration
-	// Scenarios selects what runs: "hot" (hot-path latency), "staleness"
-	// and "outage" (a blackholed Redis under paced load). Default: all.
+	// Scenarios selects what runs: "hot" (hot-path latency), "staleness",
+	// "outage" (a blackholed Redis under paced load) and "refresh" (hot
+	// keys expiring under paced load). Default: all.
 	Scenarios []string
 	// OutageFor is how long the outage scenario blackholes Redis.
 	// Default: 5s.
 	OutageFor time.Duration
+	// RefreshFor is how long the refresh scenario measures each system,
+	// after a warmup of one TTL. Default: 30s.
+	RefreshFor time.Duration
+	// Progress, when set, gets a line as each scenario and system starts.
+	Progress func(string)
 }
 
 // runs reports whether scenario s is selected.
@@ -48,10 +54,16 @@ func (c Config) withDefaults() Config {
 		c.StaleCap = 2 * time.Second
 	}
 	if len(c.Scenarios) == 0 {
-		c.Scenarios = []string{"hot", "staleness", "outage"}
+		c.Scenarios = []string{"hot", "staleness", "outage", "refresh"}
 	}
 	if c.OutageFor == 0 {
 		c.OutageFor = 5 * time.Second
+	}
+	if c.RefreshFor == 0 {
+		c.RefreshFor = 30 * time.Second
+	}
+	if c.Progress == nil {
+		c.Progress = func(string) {}
 	}
 	return c
 }
@@ -123,6 +135,18 @@ func Run(ctx context.Context, c Config, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "3. Redis blackholed for %v (%d nodes per library, each behind its own loopback proxy; %d paced reads/s per node over %d Zipf keys; loader %v)\n",
 			c.OutageFor, OutageNodes, OutageRate, OutageKeys, OutageLoadCost)
+		if err := t.write(w); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
+	if c.runs("refresh") {
+		t, err := refreshTable(ctx, addr, RefreshTTL, c.RefreshFor, func(sys string) { c.Progress("refresh: " + sys) })
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "4. Hot keys expiring (%d nodes per system; %d paced reads/s per node over %d Zipf keys; TTL %v; loader %v; measured %v after one TTL of warmup; a read waited if it took over %v)\n",
+			RefreshNodes, RefreshRate, RefreshKeys, RefreshTTL, RefreshLoadCost, c.RefreshFor, RefreshWaited)
 		if err := t.write(w); err != nil {
 			return err
 		}

@@ -81,3 +81,28 @@ func TestOutageSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshSmoke runs the refresh scenario briefly for every system and
+// checks that each read, and loaded, never any speed.
+func TestRefreshSmoke(t *testing.T) {
+	needRedisServer(t)
+	if testing.Short() {
+		t.Skip("smoke run skipped in -short mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := StartRedis(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, sys := range refreshSystems() {
+		r, err := runRefresh(ctx, sys, srv.Addr, 300*time.Millisecond, 700*time.Millisecond)
+		if err != nil {
+			t.Fatalf("%s: %v", sys.name, err)
+		}
+		if len(r.lat) == 0 || r.errors > 0 {
+			t.Errorf("%s: %d reads measured, %d errors; want reads and no errors", sys.name, len(r.lat), r.errors)
+		}
+	}
+}
