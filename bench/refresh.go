@@ -29,6 +29,11 @@ const (
 	RefreshTTL      = 2 * time.Second
 	RefreshLoadCost = 5 * time.Millisecond
 	RefreshWaited   = 4 * time.Millisecond
+	// RefreshHot is how many of the most popular keys count as hot: with
+	// these rates each is read several times per TTL on every node, so
+	// they are where refreshing ahead can help (the long tail of keys read
+	// once in a while simply expires).
+	RefreshHot = 100
 )
 
 type refreshSystem struct {
@@ -141,10 +146,12 @@ func (s *sturdycRedis) DeleteBatch(ctx context.Context, keys []string) {
 
 // refreshResult is one system's run.
 type refreshResult struct {
-	lat         []time.Duration // sorted read latencies, after warmup
-	waited      int             // reads slower than RefreshWaited
-	loadsPerSec float64
-	errors      int64
+	lat, hotLat    []time.Duration // sorted read latencies after warmup: all keys, hot keys
+	waited         int             // reads slower than RefreshWaited
+	hotWaited      int
+	loadsPerSec    float64
+	hotLoadsPerSec float64 // loader calls for hot keys
+	errors         int64
 }
 
 // runRefresh runs the scenario for sys: warmFor of reads not measured
@@ -170,9 +177,16 @@ func runRefresh(ctx context.Context, sys refreshSystem, addr string, warmFor, me
 		}
 		nodes = append(nodes, n)
 	}
-	var loads atomic.Int64
+	var loads, hotLoads atomic.Int64
+	hot := make(map[string]bool, RefreshHot)
+	for k := range RefreshHot {
+		hot[fmt.Sprint(k)] = true
+	}
 	load := func(ctx context.Context, key string) (string, error) {
 		loads.Add(1)
+		if hot[key] {
+			hotLoads.Add(1)
+		}
 		t := time.NewTimer(RefreshLoadCost) // the simulated database query
 		defer t.Stop()
 		select {
@@ -193,14 +207,15 @@ func runRefresh(ctx context.Context, sys refreshSystem, addr string, warmFor, me
 				z := rand.NewZipf(r, 1.1, 1, RefreshKeys-1)
 				tick := time.NewTicker(time.Second * RefreshReaders / RefreshRate)
 				defer tick.Stop()
-				var mine []time.Duration
+				var mine, mineHot []time.Duration
 				for now := range tick.C {
 					if now.After(end) || ctx.Err() != nil {
 						break
 					}
+					k := z.Uint64()
 					t0 := time.Now()
 					rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-					_, err := n.getOrLoad(rctx, fmt.Sprint(z.Uint64()), load)
+					_, err := n.getOrLoad(rctx, fmt.Sprint(k), load)
 					cancel()
 					if t0.Before(measureAt) {
 						continue
@@ -208,25 +223,37 @@ func runRefresh(ctx context.Context, sys refreshSystem, addr string, warmFor, me
 					if err != nil {
 						atomic.AddInt64(&res.errors, 1)
 					}
-					mine = append(mine, time.Since(t0))
+					d := time.Since(t0)
+					mine = append(mine, d)
+					if k < RefreshHot {
+						mineHot = append(mineHot, d)
+					}
 				}
 				mu.Lock()
 				res.lat = append(res.lat, mine...)
+				res.hotLat = append(res.hotLat, mineHot...)
 				mu.Unlock()
 			})
 		}
 	}
 	sleepCtx(ctx, time.Until(measureAt))
-	atMeasure := loads.Load()
+	atMeasure, hotAtMeasure := loads.Load(), hotLoads.Load()
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
 	res.loadsPerSec = float64(loads.Load()-atMeasure) / measureFor.Seconds()
+	res.hotLoadsPerSec = float64(hotLoads.Load()-hotAtMeasure) / measureFor.Seconds()
 	slices.Sort(res.lat)
+	slices.Sort(res.hotLat)
 	for _, d := range res.lat {
 		if d > RefreshWaited {
 			res.waited++
+		}
+	}
+	for _, d := range res.hotLat {
+		if d > RefreshWaited {
+			res.hotWaited++
 		}
 	}
 	return res, nil
@@ -234,19 +261,25 @@ func runRefresh(ctx context.Context, sys refreshSystem, addr string, warmFor, me
 
 // refreshTable runs the scenario for every system and returns its table.
 func refreshTable(ctx context.Context, addr string, warmFor, measureFor time.Duration, progress func(string)) (*table, error) {
-	t := &table{header: []string{"system", "reads", "p50", "p99", "p99.9", "reads that waited for a load", "loader calls/s", "errors", "note"}}
+	t := &table{header: []string{"system", "reads", "p50 / p99 / p99.9", "waited for a load", "loader calls/s",
+		fmt.Sprintf("hot %d keys: p99 / p99.9", RefreshHot), "hot: waited", "hot: loader calls/s", "errors", "note"}}
 	for _, sys := range refreshSystems() {
 		progress(sys.name)
 		r, err := runRefresh(ctx, sys, addr, warmFor, measureFor)
 		if err != nil {
 			return nil, err
 		}
-		frac := 0.0
-		if len(r.lat) > 0 {
-			frac = float64(r.waited) / float64(len(r.lat))
+		frac := func(n int, of []time.Duration) string {
+			if len(of) == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f%%", 100*float64(n)/float64(len(of)))
 		}
-		t.add(sys.name, fmt.Sprint(len(r.lat)), fmtDur(percentile(r.lat, 50)), fmtDur(percentile(r.lat, 99)),
-			fmtDur(percentile(r.lat, 99.9)), fmt.Sprintf("%.2f%%", 100*frac), fmt.Sprintf("%.0f", r.loadsPerSec),
+		t.add(sys.name, fmt.Sprint(len(r.lat)),
+			fmtDur(percentile(r.lat, 50))+" / "+fmtDur(percentile(r.lat, 99))+" / "+fmtDur(percentile(r.lat, 99.9)),
+			frac(r.waited, r.lat), fmt.Sprintf("%.0f", r.loadsPerSec),
+			fmtDur(percentile(r.hotLat, 99))+" / "+fmtDur(percentile(r.hotLat, 99.9)),
+			frac(r.hotWaited, r.hotLat), fmt.Sprintf("%.1f", r.hotLoadsPerSec),
 			fmt.Sprint(r.errors), sys.note)
 	}
 	return t, nil
