@@ -48,7 +48,7 @@ type Cache[V any] struct {
 	closeOnce sync.Once
 }
 
-// entry is what the cache stores in ristretto. Only its claimed flag
+// entry is what the cache stores in ristretto. Only its refresh time
 // changes after Fill creates it.
 type entry[V any] struct {
 	// conflict is a second, independent 64-bit hash of the key (seed2),
@@ -64,12 +64,12 @@ type entry[V any] struct {
 	global   uint64 // global epoch of that stamp
 	filled   int64  // coarse-clock time of the fill; read only by GetStale
 	// refreshAt is the coarse-clock time from which a hit reports the
-	// entry due for a refresh (math.MaxInt64: never), and claimed is set
-	// by the one ClaimRefresh that wins it. claimed is the only field
-	// that changes after Fill.
-	refreshAt int64
-	claimed   atomic.Bool
+	// entry due for a refresh (math.MaxInt64: never); the one
+	// ClaimRefresh that wins the entry sets it to never, the only change
+	// an entry sees after Fill.
+	refreshAt atomic.Int64
 	negative  bool
+	tag       uint64 // the caller's, returned by ClaimRefresh
 }
 
 // New returns a Cache configured by o, with its ristretto instance, its
@@ -156,30 +156,34 @@ func (c *Cache[V]) GetRef(key string) (v *V, negative, due, ok bool) {
 	g.exit.Add(1)
 	now := c.now.Load()
 	if found && e.conflict == maphash.String(c.seed2, key) && c.servableAt(e, h, now) {
-		return &e.value, e.negative, e.refreshAt <= now && !e.claimed.Load(), true
+		return &e.value, e.negative, e.refreshAt.Load() <= now, true
 	}
 	c.miss(g, h, key, e, found)
 	return nil, false, false, false
 }
 
 // ClaimRefresh reports whether the caller is the first to claim the
-// refresh of key's current entry, which must be due (see [Cache.GetRef]).
-// Exactly one call per entry wins; a later fill of the key makes a new
-// entry, with a refresh time of its own. It is safe for concurrent use.
-func (c *Cache[V]) ClaimRefresh(key string) bool {
+// refresh of key's current entry, which must be due (see [Cache.GetRef]),
+// and returns the tag its fill gave it ([Cache.FillWith]). Exactly one
+// call per entry wins; a later fill of the key makes a new entry, with a
+// refresh time of its own. It is safe for concurrent use.
+func (c *Cache[V]) ClaimRefresh(key string) (tag uint64, ok bool) {
 	h := maphash.String(c.seed, key)
 	g := c.ops.shard()
 	g.enter.Add(1)
 	defer g.exit.Add(1)
 	if c.closed.Load() {
-		return false
+		return 0, false
 	}
 	e, found := c.rc.Get(h)
-	if !found || e.conflict != maphash.String(c.seed2, key) || !c.servable(e, h) ||
-		e.refreshAt > c.now.Load() {
-		return false
+	if !found || e.conflict != maphash.String(c.seed2, key) || !c.servable(e, h) {
+		return 0, false
 	}
-	return e.claimed.CompareAndSwap(false, true)
+	at := e.refreshAt.Load()
+	if at > c.now.Load() || !e.refreshAt.CompareAndSwap(at, math.MaxInt64) {
+		return 0, false
+	}
+	return e.tag, true
 }
 
 // GetExpired returns key's entry after its expiry, for at most grace past
@@ -266,14 +270,15 @@ func (c *Cache[V]) miss(g *gateShard, h uint64, key string, e *entry[V], found b
 // fill of the key replaces it. After Close, Fill does nothing and returns
 // false. Fill is safe for concurrent use.
 func (c *Cache[V]) Fill(key string, v V, cost int64, ttl time.Duration, st Stamp) bool {
-	return c.fill(key, v, false, cost, ttl, -1, st)
+	return c.fill(key, v, false, cost, ttl, -1, 0, st)
 }
 
 // FillWith is [Cache.Fill] (or [Cache.FillNegative], with negative) that
-// also gives the entry a refresh time: from refreshAfter after the fill,
-// hits report it due (see [Cache.GetRef]). A refreshAfter < 0 means never.
-func (c *Cache[V]) FillWith(key string, v V, negative bool, cost int64, ttl, refreshAfter time.Duration, st Stamp) bool {
-	return c.fill(key, v, negative, cost, ttl, refreshAfter, st)
+// also gives the entry a refresh time, from refreshAfter after the fill on
+// (see [Cache.GetRef]; refreshAfter < 0: never), and a tag of the
+// caller's, which [Cache.ClaimRefresh] hands back.
+func (c *Cache[V]) FillWith(key string, v V, negative bool, cost int64, ttl, refreshAfter time.Duration, tag uint64, st Stamp) bool {
+	return c.fill(key, v, negative, cost, ttl, refreshAfter, tag, st)
 }
 
 // FillNegative installs a negative entry for key: a cached answer that key
@@ -281,10 +286,10 @@ func (c *Cache[V]) FillWith(key string, v V, negative bool, cost int64, ttl, ref
 // [Cache.Fill].
 func (c *Cache[V]) FillNegative(key string, cost int64, ttl time.Duration, st Stamp) bool {
 	var zero V
-	return c.fill(key, zero, true, cost, ttl, -1, st)
+	return c.fill(key, zero, true, cost, ttl, -1, 0, st)
 }
 
-func (c *Cache[V]) fill(key string, v V, negative bool, cost int64, ttl, refreshAfter time.Duration, st Stamp) bool {
+func (c *Cache[V]) fill(key string, v V, negative bool, cost int64, ttl, refreshAfter time.Duration, tag uint64, st Stamp) bool {
 	if ttl <= 0 {
 		return false
 	}
@@ -303,9 +308,10 @@ func (c *Cache[V]) fill(key string, v V, negative bool, cost int64, ttl, refresh
 		slot:     st.slot,
 		global:   st.global,
 	}
-	e.refreshAt = math.MaxInt64
+	e.tag = tag
+	e.refreshAt.Store(math.MaxInt64)
 	if refreshAfter >= 0 {
-		e.refreshAt = addClamped(now, refreshAfter)
+		e.refreshAt.Store(addClamped(now, refreshAfter))
 	}
 	g := c.ops.shard()
 	g.enter.Add(1)

@@ -11,7 +11,7 @@ import (
 // refreshAfter, and waits for ristretto to apply it.
 func fillExpiring(t *testing.T, c *Cache[string], key, v string, ttl, refreshAfter time.Duration) {
 	t.Helper()
-	if !c.FillWith(key, v, false, 1, ttl, refreshAfter, c.Stamp(key)) {
+	if !c.FillWith(key, v, false, 1, ttl, refreshAfter, 0, c.Stamp(key)) {
 		t.Fatalf("FillWith(%q) = false", key)
 	}
 	c.Wait()
@@ -82,7 +82,7 @@ func TestReviewClaimRefreshOnce(t *testing.T) {
 	if _, _, due, ok := c.GetRef("k"); !ok || due {
 		t.Fatalf("GetRef before the refresh time: due %v, ok %v; want not due", due, ok)
 	}
-	if c.ClaimRefresh("k") {
+	if claimed(c, "k") {
 		t.Error("claimed an entry that is not due")
 	}
 	c.now.Add(int64(2 * time.Second))
@@ -93,7 +93,7 @@ func TestReviewClaimRefreshOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 32 {
 		wg.Go(func() {
-			if c.ClaimRefresh("k") {
+			if claimed(c, "k") {
 				wins.Add(1)
 			}
 		})
@@ -109,17 +109,17 @@ func TestReviewClaimRefreshOnce(t *testing.T) {
 	if _, _, due, ok := c.GetRef("k"); !ok || !due {
 		t.Fatalf("a new fill due at once: due %v, ok %v", due, ok)
 	}
-	if !c.ClaimRefresh("k") || c.ClaimRefresh("k") {
+	if !claimed(c, "k") || claimed(c, "k") {
 		t.Error("a new fill is not claimable exactly once")
 	}
 	fillExpiring(t, c, "i", "v", time.Hour, 0)
 	c.Invalidate("i")
-	if c.ClaimRefresh("i") {
+	if claimed(c, "i") {
 		t.Error("claimed an invalidated entry")
 	}
 	fillExpiring(t, c, "e", "v", time.Second, 0)
 	c.now.Add(int64(2 * time.Second))
-	if c.ClaimRefresh("e") {
+	if claimed(c, "e") {
 		t.Error("claimed an expired entry")
 	}
 }
@@ -134,4 +134,10 @@ func TestReviewFillWithHugeTimes(t *testing.T) {
 	if !ok || *p != "v" || due {
 		t.Fatalf("GetRef = %v, due %v, ok %v; want v, not due", p, due, ok)
 	}
+}
+
+// claimed reports whether ClaimRefresh of key won.
+func claimed[V any](c *Cache[V], key string) bool {
+	_, ok := c.ClaimRefresh(key)
+	return ok
 }

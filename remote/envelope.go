@@ -141,12 +141,18 @@ func remaining(expiry uint64, now time.Time) (time.Duration, bool) {
 // maxMillis is the largest millisecond count a time.Duration holds.
 const maxMillis = int64(math.MaxInt64 / time.Millisecond)
 
+// MaxTTL is the longest TTL the cache writes: longer ones are cut to it.
+// Redis refuses an expiry that overflows its clock, and a duration near
+// time.Duration's limit would overflow in the conversion to milliseconds.
+const MaxTTL = 100 * 365 * 24 * time.Hour
+
 // millis converts d to whole milliseconds for Redis, rounding up so that a
-// positive duration never becomes 0 (no expiry).
+// positive duration never becomes 0 (no expiry), and cutting it to MaxTTL.
 func millis(d time.Duration) int64 {
 	if d <= 0 {
 		return 0
 	}
+	d = min(d, MaxTTL)
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
@@ -180,4 +186,15 @@ func decompress(payload []byte, limit int) ([]byte, string, error) {
 		return nil, "corrupt compressed payload", err
 	}
 	return out, "", nil
+}
+
+// EnvelopeExpiry returns the header expiry of data (from [Store.Encode] or
+// [Store.EncodeNegative]), in Unix milliseconds, or 0 when data is not an
+// envelope or has none: what [Item.Expiry] reports once data is stored.
+func EnvelopeExpiry(data []byte) uint64 {
+	e, reason := parseEnvelope(data)
+	if reason != "" {
+		return 0
+	}
+	return e.expiry
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"time"
@@ -23,17 +24,17 @@ import (
 
 var (
 	// beginRefreshScript: KEYS[1] the value, KEYS[2] its refresh lock;
-	// ARGV[1] the refresh window in ms, ARGV[2] our token, ARGV[3] the
-	// lock's lifetime in ms. It returns 0 when there is nothing to
-	// refresh (no key, or a lease marker: a load is on its way); {1, v}
-	// when the key has more than the window left, or no expiry, so that
-	// someone refreshed it already; {2, v} when the lock is now ours; and
-	// 3 when another caller holds it.
+	// ARGV[1] the 8 header bytes of the expiry of the value the caller
+	// holds, ARGV[2] our token, ARGV[3] the lock's lifetime in ms. It
+	// returns 0 when there is nothing to refresh (no key, or a lease
+	// marker: a load is on its way); {1, v} when the key holds another
+	// value than the caller's (its expiry differs: someone refreshed or
+	// wrote it since); {2, v} when the lock is now ours; and 3 when
+	// another caller holds it.
 	beginRefreshScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, 1, 3) == '\193\001\003' then return 0 end
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 or left > tonumber(ARGV[1]) then return {1, v} end
+if string.sub(v, 6, 13) ~= ARGV[1] then return {1, v} end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {2, v} end
 return 3`)
 
@@ -68,8 +69,8 @@ const (
 	// RefreshGone: the key holds nothing to refresh (missing, expired, or
 	// a lease marker because a load is on its way). The next read loads.
 	RefreshGone RefreshState = iota + 1
-	// RefreshDone: the key has more than the window left, or no expiry:
-	// someone refreshed it already. Refresh.Item is its entry.
+	// RefreshDone: the key holds another value than the caller's (a
+	// refresh or a write replaced it). Refresh.Item is its entry.
 	RefreshDone
 	// RefreshGranted: the refresh is ours; Refresh.Item is the entry it
 	// began from. Finish it with [Store.FinishRefresh].
@@ -107,12 +108,15 @@ type Refresh struct {
 // refreshLockKey returns the lock key of the full key k, in k's hash slot
 // so that one script can touch both on Cluster, and false when no such
 // name exists (k has braces that make no hash tag; such keys are not
-// refreshed ahead).
+// refreshed ahead). A lock name starts with a brace, which no key of the
+// cache does (a namespace has none), so it is never a user's key.
 func refreshLockKey(k string) (string, bool) {
 	var lock string
 	if i := strings.IndexByte(k, '{'); i >= 0 {
 		if j := strings.IndexByte(k[i+1:], '}'); j > 0 {
-			lock = k + "\x00refresh" // k's tag decides the slot of both
+			// k's tag decides the slot of both: a '}' before the first
+			// '{' does not count.
+			lock = "}" + k + "\x00refresh"
 		}
 	}
 	if lock == "" {
@@ -124,28 +128,35 @@ func refreshLockKey(k string) (string, bool) {
 	return lock, hashSlot(lock) == hashSlot(k)
 }
 
-// BeginRefresh starts a refresh of key if its L2 entry has at most window
-// left: it takes the key's refresh lock for lockTTL (the longest a refresh
-// may take; a holder that dies frees the key after it), in one round trip.
-// Only one caller across all nodes gets RefreshGranted until the lock is
-// freed; see [RefreshState] for the others. A key whose name cannot have a
-// lock in its Cluster slot is RefreshGone.
-func (s *Store) BeginRefresh(ctx context.Context, key string, window, lockTTL time.Duration) (Refresh, error) {
+// BeginRefresh starts a refresh of key, whose value the caller holds with
+// the given expiry ([Item.Expiry]): if L2 still holds that value, it takes
+// the key's refresh lock for lockTTL (the longest a refresh may take; a
+// holder that dies frees the key after it), in one round trip. Only one
+// caller across all nodes gets RefreshGranted until the lock is freed, and
+// once a refresh stored its value every other caller holding the old one
+// gets RefreshDone with the new; see [RefreshState]. Refreshes need every
+// write to delete the lock in the same script, so they run on a single
+// server (standalone, Sentinel) or Cluster; on any other client, and for a
+// key whose name cannot have a lock in its Cluster slot, BeginRefresh
+// returns RefreshGone.
+func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, lockTTL time.Duration) (Refresh, error) {
 	if err := s.CheckKey(key); err != nil {
 		return Refresh{}, err
 	}
-	if window <= 0 || lockTTL <= 0 {
-		return Refresh{}, fmt.Errorf("remote refresh %q: window and lock TTL must be positive", shortKey(key))
+	if expiry == 0 || lockTTL <= 0 {
+		return Refresh{}, fmt.Errorf("remote refresh %q: expiry and lock TTL must be positive", shortKey(key))
 	}
 	full := s.prefix + key
 	lock, ok := refreshLockKey(full)
-	if !ok {
+	if !ok || s.topo != topoSingle && s.topo != topoCluster {
 		return Refresh{State: RefreshGone}, nil
 	}
 	token := make([]byte, tokenLen)
 	_, _ = rand.Read(token) // never fails (crypto/rand, Go 1.24+)
+	var stamp [8]byte
+	binary.BigEndian.PutUint64(stamp[:], expiry)
 	res, now, err := s.evalKeys(ctx, opRefresh, beginRefreshScript, []string{full, lock},
-		millis(window), token, millis(lockTTL))
+		stamp[:], token, millis(lockTTL))
 	if isWrongType(err) {
 		return Refresh{State: RefreshGone}, nil
 	}

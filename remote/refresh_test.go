@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,10 +10,21 @@ import (
 	"github.com/tiercache/tiercache/remote"
 )
 
-// begin runs BeginRefresh of key with a 10 s window and fails on error.
+// begin runs BeginRefresh of key as a caller holding its current value
+// (or, when L2 has none, one with expiry 1), and fails on error.
 func begin(t *testing.T, st *remote.Store, key string) remote.Refresh {
 	t.Helper()
-	r, err := st.BeginRefresh(context.Background(), key, 10*time.Second, 5*time.Second)
+	expiry := uint64(1)
+	if it, ok, err := st.Get(context.Background(), key); err == nil && ok {
+		expiry = it.Expiry()
+	}
+	return beginAt(t, st, key, expiry)
+}
+
+// beginAt runs BeginRefresh of key as a caller holding a value with expiry.
+func beginAt(t *testing.T, st *remote.Store, key string, expiry uint64) remote.Refresh {
+	t.Helper()
+	r, err := st.BeginRefresh(context.Background(), key, expiry, 5*time.Second)
 	if err != nil {
 		t.Fatalf("BeginRefresh(%q): %v", key, err)
 	}
@@ -36,10 +48,11 @@ func value(t *testing.T, st *remote.Store, key string) string {
 	return v
 }
 
-// TestRefreshOnce: a key within its window is granted to one caller; the
-// others see it held; the fill installs the new value, after which the key
-// is no longer within its window. Keys outside their window, or missing,
-// have nothing to refresh.
+// TestRefreshOnce: a key whose value the caller still holds is granted to
+// one caller; the others see it held; the fill installs the new value,
+// after which a caller holding the old value is told it is done, and
+// given the new. A caller holding another value than L2's is done at once;
+// a missing key has nothing to refresh.
 func TestRefreshOnce(t *testing.T) {
 	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
 		st := newStore(t, s.Client(t), remote.Options{})
@@ -48,8 +61,8 @@ func TestRefreshOnce(t *testing.T) {
 			t.Errorf("missing key: %v, want gone", r.State)
 		}
 		set(t, st, "far", "v", time.Hour)
-		if r := begin(t, st, "far"); r.State != remote.RefreshDone {
-			t.Errorf("key with an hour left: %v, want done", r.State)
+		if r := beginAt(t, st, "far", 12345); r.State != remote.RefreshDone {
+			t.Errorf("caller holding another value: %v, want done", r.State)
 		}
 		set(t, st, "k", "old", 5*time.Second)
 		r := begin(t, st, "k")
@@ -71,8 +84,10 @@ func TestRefreshOnce(t *testing.T) {
 		if v := value(t, st, "k"); v != "new" {
 			t.Errorf("after the refresh L2 holds %q, want new", v)
 		}
-		if r3 := begin(t, st, "k"); r3.State != remote.RefreshDone {
-			t.Errorf("after the refresh: %v, want done (a minute left)", r3.State)
+		r3 := beginAt(t, st, "k", r.Item.Expiry())
+		var now string
+		if r3.State != remote.RefreshDone || st.Decode(r3.Item, &now) != nil || now != "new" {
+			t.Errorf("caller holding the old value after the refresh: %v %q, want done with new", r3.State, now)
 		}
 		if ok, _ := st.FinishRefresh(ctx, "k", r, data, time.Minute); ok {
 			t.Error("a refresh finished twice stored twice")
@@ -149,6 +164,9 @@ func TestRefreshLockSlot(t *testing.T) {
 		if ok && remote.HashSlot(lock) != remote.HashSlot(k) {
 			t.Errorf("lock %q of %q is in slot %d, key in %d", lock, k, remote.HashSlot(lock), remote.HashSlot(k))
 		}
+		if ok && !strings.HasPrefix(lock, "{") && !strings.HasPrefix(lock, "}") {
+			t.Errorf("lock %q of %q could be a user's key: it must start with a brace", lock, k)
+		}
 		if !ok && (k == "ns:plain" || k == "ns:{user1}:cart") {
 			t.Errorf("%q has no refresh lock", k)
 		}
@@ -171,11 +189,10 @@ func TestRefreshOnCluster(t *testing.T) {
 		if ok, err := st.FinishRefresh(ctx, key, r, data, time.Minute); err != nil || !ok {
 			t.Fatalf("%s: FinishRefresh = %v, %v", key, ok, err)
 		}
-		r = begin(t, st, key)
-		set(t, st, key, "written", 5*time.Second) // deletes the lock, on its node
-		if r.State == remote.RefreshGranted {
-			t.Fatalf("%s: refreshed key granted again", key)
+		if again := beginAt(t, st, key, r.Item.Expiry()); again.State != remote.RefreshDone {
+			t.Fatalf("%s: refreshed key: %v, want done", key, again.State)
 		}
+		set(t, st, key, "written", 5*time.Second)
 		r = begin(t, st, key)
 		if r.State != remote.RefreshGranted {
 			t.Fatalf("%s after a write: %v, want granted", key, r.State)

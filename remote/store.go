@@ -117,7 +117,14 @@ type Item struct {
 	codec      uint8
 	compressed bool
 	payload    []byte
+	expiry     uint64 // the header's, Unix milliseconds; 0: none
 }
+
+// Expiry returns the entry's expiry as its writer stamped it, in Unix
+// milliseconds (0: none). Every write stamps its own, so two reads that
+// see the same expiry almost surely saw the same write; a refresh uses it
+// to tell whether the value it would refresh is still the one in L2.
+func (it Item) Expiry() uint64 { return it.expiry }
 
 // Encode marshals v with the Store's codec, compresses it from
 // [Options.CompressThreshold] bytes on, and wraps it in a value envelope
@@ -250,6 +257,7 @@ func (s *Store) read(key string, b []byte, now time.Time) (Item, readResult, err
 		codec:      e.codec,
 		compressed: e.flags&flagCompressed != 0,
 		payload:    e.payload,
+		expiry:     e.expiry,
 	}, readEntry, nil
 }
 

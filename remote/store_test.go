@@ -327,7 +327,7 @@ func TestLatencyPerOp(t *testing.T) {
 		data, _ := st.Encode("a", 1, time.Minute)
 		st.Fill(ctx, "a", token, data, time.Minute)
 		st.Release(ctx, "a", token)
-		if _, err := st.BeginRefresh(ctx, "v", time.Hour, time.Second); err != nil {
+		if _, err := st.BeginRefresh(ctx, "v", 1, time.Second); err != nil {
 			t.Fatal(err)
 		}
 		lat := st.Latency()

@@ -81,8 +81,9 @@ const publishAttempts = 3
 //
 // A publish after the writes that fails is tried again, up to three times
 // within a timeout of its own. Setting or deleting a key also removes any
-// lease on it, so a pending [Store.Fill] of that key is refused, and any
-// refresh lock, so a pending [Store.FinishRefresh] is refused too. Write returns a
+// lease on it, so a pending [Store.Fill] of that key is refused, and (on a
+// single server or Cluster, where refreshes run) any refresh lock, in the
+// same script, so a pending [Store.FinishRefresh] is refused too. Write returns a
 // *[KeyError] or *[ValueSizeError] for bad input before sending anything,
 // and otherwise the first command error, wrapped.
 func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) error {
@@ -175,16 +176,6 @@ func (s *Store) writePipelined(ctx context.Context, sets []SetOp, dels []string)
 	}
 	for _, k := range s.fullKeys(dels) {
 		pipe.Del(ctx, k)
-	}
-	for _, op := range sets {
-		if lock, ok := refreshLockKey(s.prefix + op.Key); ok {
-			pipe.Del(ctx, lock)
-		}
-	}
-	for _, k := range s.fullKeys(dels) {
-		if lock, ok := refreshLockKey(k); ok {
-			pipe.Del(ctx, lock)
-		}
 	}
 	if pipe.Len() == 0 {
 		return nil, nil

@@ -13,7 +13,7 @@ import (
 // anything is read; a Redis error is returned wrapped, with nothing else.
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, error) {
 	out := make(map[string]V, len(keys))
-	missing, err := c.fromL1(keys, out, nil)
+	missing, err := c.fromL1(ctx, keys, out, nil)
 	if err != nil || len(missing) == 0 {
 		return out, err
 	}
@@ -51,7 +51,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 // what was obtained, and the first error is returned with it.
 func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loader BatchLoader[V]) (map[string]V, error) {
 	out := make(map[string]V, len(keys))
-	missing, err := c.fromL1(keys, out, loader)
+	missing, err := c.fromL1(ctx, keys, out, loader)
 	if err != nil || len(missing) == 0 {
 		return out, err
 	}
@@ -82,7 +82,7 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loader Batc
 // fromL1 checks keys, copies L1 hits into out and returns the distinct keys
 // L1 could not answer. Cached "not found" answers are neither in out nor
 // missing. Hits due for a refresh start one, with load (nil: none).
-func (c *Cache[V]) fromL1(keys []string, out map[string]V, load BatchLoader[V]) ([]string, error) {
+func (c *Cache[V]) fromL1(ctx context.Context, keys []string, out map[string]V, load BatchLoader[V]) ([]string, error) {
 	if c.isClosed.Load() {
 		return nil, ErrClosed
 	}
@@ -98,7 +98,7 @@ func (c *Cache[V]) fromL1(keys []string, out map[string]V, load BatchLoader[V]) 
 		seen[k] = struct{}{}
 		p, neg, due, ok := c.lookupL1(k)
 		if due {
-			c.refreshDue(k, load)
+			c.refreshDue(ctx, k, load)
 		}
 		switch {
 		case !ok:

@@ -175,7 +175,7 @@ func (c *Cache[V]) WaitReady(ctx context.Context) error {
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 	if p, neg, due, ok := c.lookupL1(key); ok {
 		if due {
-			c.refreshDue(key, nil)
+			c.refreshDue(ctx, key, nil)
 		}
 		if neg {
 			var zero V
@@ -247,24 +247,26 @@ func (c *Cache[V]) getL2(ctx context.Context, key string) (V, error) {
 // callers treat as a miss.
 func (c *Cache[V]) accept(key string, it remote.Item, st local.Stamp) (v V, neg bool, err error) {
 	if it.Kind == remote.KindNegative {
-		c.fillNegative(key, it.Size, it.TTL, st)
+		c.fillNegative(key, it.Size, it.TTL, it.Expiry(), st)
 		return v, true, nil
 	}
 	if err := c.l2.Decode(it, &v); err != nil { // counted by remote
 		return v, false, err
 	}
-	c.fill(key, v, it.Size, it.TTL, st)
+	c.fill(key, v, it.Size, it.TTL, it.Expiry(), st)
 	return v, false, nil
 }
 
 // fill installs v in L1 under st, for the L1 TTL capped by l2TTL (what L2
-// has left). Nothing is installed while the bus cannot prove liveness: L1 is
-// not served then and is cleared when liveness returns.
-func (c *Cache[V]) fill(key string, v V, size int, l2TTL time.Duration, st local.Stamp) {
+// has left). expiry is the L2 envelope's (0: v is not in L2), which a
+// refresh-ahead of the entry checks L2 still holds. Nothing is installed
+// while the bus cannot prove liveness: L1 is not served then and is
+// cleared when liveness returns.
+func (c *Cache[V]) fill(key string, v V, size int, l2TTL time.Duration, expiry uint64, st local.Stamp) {
 	if !c.bus.Usable() {
 		return
 	}
-	c.l1.FillWith(key, v, false, int64(max(size, 1)), c.localTTL(l2TTL), c.refreshWindow(l2TTL), st)
+	c.l1.FillWith(key, v, false, int64(max(size, 1)), c.localTTL(l2TTL), c.refreshWindow(l2TTL, expiry), expiry, st)
 }
 
 // localTTL is the jittered LocalTTL, capped by what L2 has left (0: no
@@ -277,12 +279,12 @@ func (c *Cache[V]) localTTL(l2TTL time.Duration) time.Duration {
 	return ttl
 }
 
-func (c *Cache[V]) fillNegative(key string, size int, l2TTL time.Duration, st local.Stamp) {
+func (c *Cache[V]) fillNegative(key string, size int, l2TTL time.Duration, expiry uint64, st local.Stamp) {
 	if !c.bus.Usable() {
 		return
 	}
 	var zero V
-	c.l1.FillWith(key, zero, true, int64(max(size, 1)), c.localTTL(l2TTL), c.refreshWindow(l2TTL), st)
+	c.l1.FillWith(key, zero, true, int64(max(size, 1)), c.localTTL(l2TTL), c.refreshWindow(l2TTL, expiry), expiry, st)
 }
 
 // jitter shortens d by a random fraction of up to 10%, so that keys filled

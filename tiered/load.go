@@ -38,7 +38,7 @@ type BatchLoader[V any] func(ctx context.Context, missing []string) (map[string]
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) (V, error) {
 	if p, neg, due, ok := c.lookupL1(key); ok {
 		if due {
-			c.refreshDue(key, single(loader))
+			c.refreshDue(ctx, key, single(loader))
 		}
 		if neg {
 			var zero V
@@ -49,7 +49,7 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) 
 	if c.opts.StaleWhileRevalidate > 0 && c.bus.Usable() {
 		if p, neg, ok := c.l1.GetExpired(key, c.opts.StaleWhileRevalidate); ok {
 			c.st.revalidateServed.Add(1)
-			c.revalidate(key, loader)
+			c.revalidate(ctx, key, loader)
 			if neg {
 				var zero V
 				return zero, ErrNotFound
@@ -423,9 +423,9 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 		switch {
 		case installed != nil && installed[m]:
 			if res[n].neg {
-				c.fillNegative(k, len(ops[m].Data), ops[m].TTL, j.stamps[i])
+				c.fillNegative(k, len(ops[m].Data), ops[m].TTL, remote.EnvelopeExpiry(ops[m].Data), j.stamps[i])
 			} else {
-				c.fill(k, res[n].val, len(ops[m].Data), ops[m].TTL, j.stamps[i])
+				c.fill(k, res[n].val, len(ops[m].Data), ops[m].TTL, remote.EnvelopeExpiry(ops[m].Data), j.stamps[i])
 			}
 		case err == nil:
 			// A Set or Delete killed our lease while we loaded: what we
@@ -467,12 +467,12 @@ func (c *Cache[V]) loadUnfilled(ctx context.Context, j *job[V], idx []int) {
 			if !chosen {
 				ttl = c.opts.TTL
 			}
-			c.fill(k, v, c.costOf(v), ttl, j.stamps[i])
+			c.fill(k, v, c.costOf(v), ttl, 0, j.stamps[i])
 		case !c.opts.DisableNegativeCache:
 			if !chosen {
 				ttl = c.opts.NegativeTTL
 			}
-			c.fillNegative(k, 1, ttl, j.stamps[i])
+			c.fillNegative(k, 1, ttl, 0, j.stamps[i])
 		}
 		c.flight.finish(k, j.fs[i], result[V]{val: v, neg: !found})
 	}

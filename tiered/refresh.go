@@ -44,14 +44,18 @@ import (
 // bus that cannot prove its subscription, is never served this way.
 
 // refreshWindow returns how long after an L1 fill a value that L2 keeps
-// for l2TTL more comes due for a refresh, or -1 for never.
-func (c *Cache[V]) refreshWindow(l2TTL time.Duration) time.Duration {
+// for l2TTL more, with envelope expiry expiry, comes due for a refresh, or
+// -1 for never (refresh off, no expiry, or not in L2). A value that has
+// less than RefreshAhead left when filled (a short TTL a loader chose, a
+// negative entry) comes due no sooner than halfway through what it has
+// left, so that refreshing it never turns into reloading it at every read.
+func (c *Cache[V]) refreshWindow(l2TTL time.Duration, expiry uint64) time.Duration {
 	ahead := c.opts.RefreshAhead
-	if ahead <= 0 || l2TTL <= 0 {
+	if ahead <= 0 || l2TTL <= 0 || expiry == 0 {
 		return -1
 	}
 	before := ahead/2 + time.Duration(rand.Int64N(int64(ahead/2)+1))
-	return max(l2TTL-before, 0)
+	return l2TTL - min(before, l2TTL/2)
 }
 
 // refreshes tracks the keys this node is refreshing, so that one key has
@@ -82,9 +86,12 @@ func (r *refreshes) done(key string) {
 
 // refreshDue is called by a hit that found key's entry due. It claims the
 // entry's refresh and starts it in the background; the caller never
-// waits. load is nil when the caller has no loader.
-func (c *Cache[V]) refreshDue(key string, load BatchLoader[V]) {
-	if !c.l1.ClaimRefresh(key) || !c.refreshing.start(key) {
+// waits. load is nil when the caller has no loader. The refresh keeps the
+// values of the caller's ctx (a loader may read a tenant or a trace from
+// it), not its cancellation.
+func (c *Cache[V]) refreshDue(callerCtx context.Context, key string, load BatchLoader[V]) {
+	expiry, ok := c.l1.ClaimRefresh(key)
+	if !ok || !c.refreshing.start(key) {
 		return
 	}
 	c.mu.RLock()
@@ -99,26 +106,28 @@ func (c *Cache[V]) refreshDue(key string, load BatchLoader[V]) {
 	go func() {
 		defer c.loads.Done()
 		defer c.refreshing.done(key)
-		ctx, cancel := context.WithTimeout(c.closing, c.opts.LoadTimeout)
-		defer cancel()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), c.opts.LoadTimeout)
+		stop := context.AfterFunc(c.closing, cancel)
+		defer func() { stop(); cancel() }()
 		defer func() {
 			if p := recover(); p != nil { // a codec panic; loader panics are errors already
 				c.st.panics.Add(1)
 				c.refreshFailed(key, &PanicError{Value: p})
 			}
 		}()
-		c.refresh(ctx, key, load)
+		c.refresh(ctx, key, expiry, load)
 	}()
 }
 
-// refresh runs one refresh of key; see the comment at the top of the file.
-func (c *Cache[V]) refresh(ctx context.Context, key string, load BatchLoader[V]) {
+// refresh runs one refresh of key, whose L1 value has the L2 envelope
+// expiry expiry; see the comment at the top of the file.
+func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load BatchLoader[V]) {
 	st := c.l1.Stamp(key)
 	if load == nil {
-		c.awaitRefreshed(ctx, key, st, false)
+		c.awaitRefreshed(ctx, key, expiry, st, false)
 		return
 	}
-	r, err := c.l2.BeginRefresh(ctx, key, c.opts.RefreshAhead, c.opts.LoadTimeout+c.opts.RedisTimeout)
+	r, err := c.l2.BeginRefresh(ctx, key, expiry, c.opts.LoadTimeout+c.opts.RedisTimeout)
 	if err != nil {
 		c.l2Failed("refresh", err)
 		return
@@ -132,7 +141,7 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, load BatchLoader[V])
 		return
 	case remote.RefreshHeld:
 		c.st.refreshesElsewhere.Add(1)
-		c.awaitRefreshed(ctx, key, st, true)
+		c.awaitRefreshed(ctx, key, expiry, st, true)
 		return
 	}
 	vals, ttls, err := c.callLoader(ctx, load, []string{key})
@@ -171,9 +180,9 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, load BatchLoader[V])
 		return
 	}
 	if found {
-		c.fill(key, v, len(data), ttl, st)
+		c.fill(key, v, len(data), ttl, remote.EnvelopeExpiry(data), st)
 	} else {
-		c.fillNegative(key, len(data), ttl, st)
+		c.fillNegative(key, len(data), ttl, remote.EnvelopeExpiry(data), st)
 	}
 }
 
@@ -190,11 +199,11 @@ func (c *Cache[V]) finishRefresh(key string, r remote.Refresh, data []byte, ttl 
 	return ok
 }
 
-// awaitRefreshed reads key from L2 and, if it holds a value with more than
-// RefreshAhead left (someone refreshed it), fills L1 with it under st.
-// With poll, while another node is refreshing, it reads again until then,
-// for at most LeaseWait.
-func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, st local.Stamp, poll bool) {
+// awaitRefreshed reads key from L2 and, if it holds another value than the
+// one with envelope expiry expiry (someone refreshed it), fills L1 with it
+// under st. With poll, while another node is refreshing, it reads again
+// until then, for at most LeaseWait.
+func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, expiry uint64, st local.Stamp, poll bool) {
 	deadline := time.Now().Add(c.opts.LeaseWait)
 	backoff := time.Millisecond
 	for {
@@ -206,7 +215,7 @@ func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, st local.Stam
 		if !ok {
 			return // gone: the next read loads
 		}
-		if it.TTL == 0 || it.TTL > c.opts.RefreshAhead {
+		if it.Expiry() != expiry {
 			_, _, _ = c.accept(key, it, st)
 			return
 		}
@@ -247,7 +256,7 @@ func (f *refreshLog) failure(l *slog.Logger, namespace, key string, err error) {
 // expired L1 entry a caller was just served (StaleWhileRevalidate). It
 // joins or leads the key's flight, so one load runs per node and, through
 // the lease, one across the cluster.
-func (c *Cache[V]) revalidate(key string, loader Loader[V]) {
+func (c *Cache[V]) revalidate(callerCtx context.Context, key string, loader Loader[V]) {
 	if !c.refreshing.start(key) {
 		return
 	}
@@ -263,7 +272,9 @@ func (c *Cache[V]) revalidate(key string, loader Loader[V]) {
 	go func() {
 		defer c.loads.Done()
 		defer c.refreshing.done(key)
-		if _, err := c.loadOne(c.closing, key, loader); err != nil && err != ErrNotFound && err != ErrClosed {
+		// The caller's values, not its cancellation: the load it waits
+		// on is bounded by LoadTimeout and Close.
+		if _, err := c.loadOne(context.WithoutCancel(callerCtx), key, loader); err != nil && err != ErrNotFound && err != ErrClosed {
 			c.refreshFailed(key, err)
 		}
 	}()
