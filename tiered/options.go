@@ -157,13 +157,17 @@ type Options struct {
 	// before it expires in L2, while readers keep getting it: the first
 	// read of a value in the last RefreshAhead to RefreshAhead/2 of its L2
 	// lifetime (the point is drawn at random per L1 entry, so that keys
-	// filled together do not refresh together) starts the refresh. It
+	// filled together do not refresh together; a value with less than
+	// that left, such as a negative entry, comes due halfway through what
+	// it has left) starts the refresh. It
 	// runs once across the cluster (a refresh lock in L2), with the
 	// loader of the read that started it (GetOrLoad, GetOrLoadMany; a Get
 	// only picks up a value refreshed elsewhere), and its value is stored
 	// only if no Set or Delete of the key came in between (promise 3). A
 	// key read less often than once per RefreshAhead simply expires. It
-	// must be less than TTL. Zero turns it off. Default: 0.
+	// must be less than TTL. Refreshes run on a single server (standalone,
+	// Sentinel) and on Cluster, not through other clients (a Ring). Zero
+	// turns it off. Default: 0.
 	RefreshAhead time.Duration
 	// StaleWhileRevalidate, when positive, lets GetOrLoad serve an L1
 	// entry for up to this long past its expiry while one load of the key

@@ -16,20 +16,24 @@ import (
 //
 // With Options.RefreshAhead, each L1 fill of a value that expires in L2
 // gets a refresh time, drawn at random from the last RefreshAhead to the
-// last RefreshAhead/2 of its L2 lifetime. The first hit past it (on this
-// node, for this entry) starts a refresh in the background and is served
-// the current value, as is every reader after it:
+// last RefreshAhead/2 of its L2 lifetime (or halfway through what it has
+// left, if that is less). The entry also keeps the L2 envelope's expiry,
+// which tells its value apart from any later one: every write stamps its
+// own. The first hit past the refresh time (on this node, for this entry)
+// starts a refresh in the background and is served the current value, as
+// is every reader after it:
 //
 //   - With a loader (GetOrLoad), the refresh asks L2 in one round trip
-//     (remote.BeginRefresh). If the key has been refreshed already, by
-//     another node, its new value fills L1. Otherwise one caller across
-//     the cluster gets the key's refresh lock, calls the loader, and
-//     stores the result only if no write touched the key meanwhile (every
-//     write deletes the lock), then fills its own L1 under the stamp taken
-//     before it began, so an invalidation in between keeps it out of L1.
-//   - Without one (Get), or when another node holds the lock, the refresh
-//     reads L2 until the key shows a refreshed value (bounded by
-//     LeaseWait), and fills L1 with it.
+//     (remote.BeginRefresh) whether it still holds that value. If not (a
+//     refresh or a write replaced it), the new value fills L1. If so, one
+//     caller across the cluster gets the key's refresh lock, calls the
+//     loader, and stores the result only if no write touched the key
+//     meanwhile (every write deletes the lock), then fills its own L1
+//     under the stamp taken before it began, so an invalidation in between
+//     keeps it out of L1.
+//   - Without one (Get), the refresh reads L2 once and fills L1 if L2 holds
+//     a newer value; when another node holds the lock, it reads until the
+//     new value lands (bounded by LeaseWait).
 //
 // Other nodes learn of a refreshed value the same way, when their own
 // entries come due, not by an invalidation: a refresh replaces a value
