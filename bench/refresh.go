@@ -30,10 +30,11 @@ const (
 	RefreshLoadCost = 5 * time.Millisecond
 	RefreshWaited   = 4 * time.Millisecond
 	// RefreshHot is how many of the most popular keys count as hot: with
-	// these rates each is read several times per TTL on every node, so
-	// they are where refreshing ahead can help (the long tail of keys read
-	// once in a while simply expires).
-	RefreshHot = 100
+	// these rates each is read at least twice per second on every node,
+	// so several times within any refresh window; that is where refreshing
+	// ahead can help (keys read less often than once per window simply
+	// expire, by design).
+	RefreshHot = 20
 )
 
 type refreshSystem struct {
