@@ -62,14 +62,17 @@ type entry[V any] struct {
 	expires  int64  // coarse-clock time after which Get misses
 	slot     uint64 // slot epoch of the stamp the entry was filled under
 	global   uint64 // global epoch of that stamp
-	filled   int64  // coarse-clock time of the fill; read only by GetStale
 	// refreshAt is the coarse-clock time from which a hit reports the
 	// entry due for a refresh (math.MaxInt64: never); the one
 	// ClaimRefresh that wins the entry sets it to never, the only change
 	// an entry sees after Fill.
 	refreshAt atomic.Int64
-	negative  bool
 	tag       uint64 // the caller's, returned by ClaimRefresh
+	// filled is the coarse-clock time of the fill in ticks, read only by
+	// GetStale: 32 bits (497 days of ticks) keep the entry, with a pointer
+	// V, in one 64-byte line.
+	filled   uint32
+	negative bool
 }
 
 // New returns a Cache configured by o, with its ristretto instance, its
@@ -303,7 +306,7 @@ func (c *Cache[V]) fill(key string, v V, negative bool, cost int64, ttl, refresh
 		conflict: maphash.String(c.seed2, key),
 		value:    v,
 		negative: negative,
-		filled:   now,
+		filled:   uint32(min(now/int64(tick), math.MaxUint32)),
 		expires:  addClamped(now, ttl),
 		slot:     st.slot,
 		global:   st.global,
@@ -407,7 +410,9 @@ func (c *Cache[V]) Suspend() {
 // GetStale returns key's entry, as Get does, but also when only Suspend
 // (not InvalidateAll, not an invalidation of the key) has happened since
 // its fill, and also after its expiry, provided it was filled at most
-// maxAge ago. It is for serving data of unproven freshness on purpose
+// maxAge ago (measured from the start of the clock tick of its fill, so it
+// may refuse an entry up to one tick early, never serve one late). It is
+// for serving data of unproven freshness on purpose
 // (tiered's StaleIfError), never for the normal read path. It reads the
 // coarse clock. Like [Cache.GetRef] it returns a pointer to the cached
 // value, which the caller must not write through. It is safe for
@@ -423,7 +428,7 @@ func (c *Cache[V]) GetStale(key string, maxAge time.Duration) (v *V, negative bo
 	e, found := c.rc.Get(h)
 	g.exit.Add(1)
 	if !found || e.conflict != maphash.String(c.seed2, key) || e.slot != c.epochs.slots[h&c.epochs.mask].Load() ||
-		e.global < c.epochs.data.Load() || c.now.Load()-e.filled > int64(maxAge) {
+		e.global < c.epochs.data.Load() || c.now.Load()-int64(e.filled)*int64(tick) > int64(maxAge) {
 		return nil, false, false
 	}
 	return &e.value, e.negative, true
