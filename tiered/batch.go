@@ -97,7 +97,7 @@ func (c *Cache[V]) fromL1(ctx context.Context, keys []string, out map[string]V, 
 		}
 		seen[k] = struct{}{}
 		p, neg, due, ok := c.lookupL1(k)
-		if due {
+		if due && load != nil { // GetMany leaves it to a reader with a loader
 			c.refreshDue(ctx, k, load)
 		}
 		switch {

@@ -173,10 +173,9 @@ func (c *Cache[V]) WaitReady(ctx context.Context) error {
 // are returned wrapped. Get never calls a loader, and concurrent Gets of one
 // key that miss L1 each read L2; [Cache.GetOrLoad] coalesces them.
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
-	if p, neg, due, ok := c.lookupL1(key); ok {
-		if due {
-			c.refreshDue(ctx, key, nil)
-		}
+	// Get has no loader to refresh with, so it leaves an entry that is
+	// due to the next GetOrLoad of the key, rather than spend its claim.
+	if p, neg, _, ok := c.lookupL1(key); ok {
 		if neg {
 			var zero V
 			return zero, ErrNotFound

@@ -161,8 +161,8 @@ type Options struct {
 	// that left, such as a negative entry, comes due halfway through what
 	// it has left) starts the refresh. It
 	// runs once across the cluster (a refresh lock in L2), with the
-	// loader of the read that started it (GetOrLoad, GetOrLoadMany; a Get
-	// only picks up a value refreshed elsewhere), and its value is stored
+	// loader of the read that started it (GetOrLoad, GetOrLoadMany; Get
+	// and GetMany leave a due value to them), and its value is stored
 	// only if no Set or Delete of the key came in between (promise 3). A
 	// key read less often than once per RefreshAhead simply expires. It
 	// must be less than TTL. Refreshes run on a single server (standalone,

@@ -31,9 +31,11 @@ import (
 //     meanwhile (every write deletes the lock), then fills its own L1
 //     under the stamp taken before it began, so an invalidation in between
 //     keeps it out of L1.
-//   - Without one (Get), the refresh reads L2 once and fills L1 if L2 holds
-//     a newer value; when another node holds the lock, it reads until the
-//     new value lands (bounded by LeaseWait).
+//   - When another node holds the lock, the refresh reads L2 until the
+//     new value lands (bounded by LeaseWait) and fills L1 with it.
+//
+// Get and GetMany have no loader: they leave a due entry to the next
+// GetOrLoad or GetOrLoadMany of the key, rather than spend its claim.
 //
 // Other nodes learn of a refreshed value the same way, when their own
 // entries come due, not by an invalidation: a refresh replaces a value
@@ -90,7 +92,7 @@ func (r *refreshes) done(key string) {
 
 // refreshDue is called by a hit that found key's entry due. It claims the
 // entry's refresh and starts it in the background; the caller never
-// waits. load is nil when the caller has no loader. The refresh keeps the
+// waits. The refresh keeps the
 // values of the caller's ctx (a loader may read a tenant or a trace from
 // it), not its cancellation.
 func (c *Cache[V]) refreshDue(callerCtx context.Context, key string, load BatchLoader[V]) {
@@ -127,10 +129,6 @@ func (c *Cache[V]) refreshDue(callerCtx context.Context, key string, load BatchL
 // expiry expiry; see the comment at the top of the file.
 func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load BatchLoader[V]) {
 	st := c.l1.Stamp(key)
-	if load == nil {
-		c.awaitRefreshed(ctx, key, expiry, st, false)
-		return
-	}
 	r, err := c.l2.BeginRefresh(ctx, key, expiry, c.opts.LoadTimeout+c.opts.RedisTimeout)
 	if err != nil {
 		c.l2Failed("refresh", err)
@@ -145,7 +143,7 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 		return
 	case remote.RefreshHeld:
 		c.st.refreshesElsewhere.Add(1)
-		c.awaitRefreshed(ctx, key, expiry, st, true)
+		c.awaitRefreshed(ctx, key, expiry, st)
 		return
 	}
 	vals, ttls, err := c.callLoader(ctx, load, []string{key})
@@ -203,11 +201,10 @@ func (c *Cache[V]) finishRefresh(key string, r remote.Refresh, data []byte, ttl 
 	return ok
 }
 
-// awaitRefreshed reads key from L2 and, if it holds another value than the
-// one with envelope expiry expiry (someone refreshed it), fills L1 with it
-// under st. With poll, while another node is refreshing, it reads again
-// until then, for at most LeaseWait.
-func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, expiry uint64, st local.Stamp, poll bool) {
+// awaitRefreshed reads key from L2, while another node refreshes it, until
+// it holds another value than the one with envelope expiry expiry, for at
+// most LeaseWait, and fills L1 with that value under st.
+func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, expiry uint64, st local.Stamp) {
 	deadline := time.Now().Add(c.opts.LeaseWait)
 	backoff := time.Millisecond
 	for {
@@ -224,7 +221,7 @@ func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, expiry uint64
 			return
 		}
 		wait := min(backoff, time.Until(deadline))
-		if !poll || wait <= 0 || !sleepCtx(ctx, wait) {
+		if wait <= 0 || !sleepCtx(ctx, wait) {
 			return
 		}
 		backoff = min(2*backoff, maxPoll)
