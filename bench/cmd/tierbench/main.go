@@ -6,7 +6,7 @@
 // refresh scenario (hot keys expiring under paced load, beside sturdyc's
 // early refreshes).
 //
-//	go -C bench run ./cmd/tierbench [-redis host:port] [-duration 2s] [-trials 200] [-scenarios hot,staleness,outage,refresh] [-outage 5s] [-refresh 30s]
+//	go -C bench run ./cmd/tierbench [-redis host:port] [-duration 2s] [-trials 200] [-scenarios hot,staleness,outage,refresh] [-outage 5s] [-refresh 10s]
 package main
 
 import (
@@ -33,7 +33,7 @@ func run() int {
 	flag.DurationVar(&c.StaleCap, "stale-cap", 0, "how long a staleness trial waits for the new value (default 2s)")
 	scenarios := flag.String("scenarios", "hot,staleness,outage,refresh", "comma-separated scenarios to run: hot, staleness, outage, refresh")
 	flag.DurationVar(&c.OutageFor, "outage", 0, "how long the outage scenario blackholes Redis (default 5s)")
-	flag.DurationVar(&c.RefreshFor, "refresh", 0, "how long the refresh scenario measures each system (default 30s)")
+	flag.DurationVar(&c.RefreshFor, "refresh", 0, "how long the refresh scenario measures each system (default 10s)")
 	flag.Parse()
 	for _, s := range strings.Split(*scenarios, ",") {
 		switch s = strings.TrimSpace(s); s {
