@@ -165,17 +165,7 @@ func runOutage(ctx context.Context, lib outageLib, addr string, warmFor, outageF
 		nodes = append(nodes, n)
 	}
 	var loads atomic.Int64
-	load := func(ctx context.Context, key string) (string, error) {
-		loads.Add(1)
-		t := time.NewTimer(OutageLoadCost) // the simulated database query
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return "v" + key, nil
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
-	}
+	load := simulatedQuery(OutageLoadCost, func(string) { loads.Add(1) })
 	start := time.Now()
 	faultAt := start.Add(warmFor)
 	healAt := faultAt.Add(outageFor)
@@ -271,6 +261,22 @@ func firstWindow(reads []outageRead, from, to time.Duration, ok func([]time.Dura
 		}
 	}
 	return -1
+}
+
+// simulatedQuery is the scenarios' loader: a database query that takes
+// cost (or until ctx ends) and returns "v" + key; called sees every call.
+func simulatedQuery(cost time.Duration, called func(key string)) func(context.Context, string) (string, error) {
+	return func(ctx context.Context, key string) (string, error) {
+		called(key)
+		t := time.NewTimer(cost)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return "v" + key, nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
 }
 
 // sleepCtx waits d or until ctx ends: the scenario's phases are lengths of

@@ -183,20 +183,12 @@ func runRefresh(ctx context.Context, sys refreshSystem, addr string, warmFor, me
 	for k := range RefreshHot {
 		hot[fmt.Sprint(k)] = true
 	}
-	load := func(ctx context.Context, key string) (string, error) {
+	load := simulatedQuery(RefreshLoadCost, func(key string) {
 		loads.Add(1)
 		if hot[key] {
 			hotLoads.Add(1)
 		}
-		t := time.NewTimer(RefreshLoadCost) // the simulated database query
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return "v" + key, nil
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
-	}
+	})
 	measureAt := time.Now().Add(warmFor)
 	end := measureAt.Add(measureFor)
 	var mu sync.Mutex

@@ -36,8 +36,8 @@ type Cache[V any] struct {
 	reg    *invalidation.Registration
 	flight flights[V]
 
-	refreshing refreshes // keys being refreshed ahead or revalidated here
-	refreshLog refreshLog
+	refreshing refreshes  // keys being refreshed ahead or revalidated here
+	refreshLog failureLog // failed refreshes, logged at most once per logEvery
 
 	closing context.Context // cancelled by Close; bounds every load
 	cancel  context.CancelFunc

@@ -20,18 +20,23 @@ type failureLog struct {
 }
 
 func (f *failureLog) failure(l *slog.Logger, namespace, op string, err error) {
+	if n, ok := f.due(); ok {
+		l.LogAttrs(context.Background(), slog.LevelWarn, "tiercache: redis calls failing; reads fall back to the loader",
+			slog.String("namespace", namespace), slog.String("op", op),
+			slog.Uint64("errors", n), slog.String("last_error", err.Error()))
+	}
+}
+
+// due counts one failure and reports whether it is time for a record, and
+// if so how many failures it stands for (this one included).
+func (f *failureLog) due() (uint64, bool) {
 	f.pending.Add(1)
 	now := time.Now().UnixNano()
 	last := f.last.Load()
-	if last != 0 && now-last < int64(logEvery) {
-		return
+	if last != 0 && now-last < int64(logEvery) || !f.last.CompareAndSwap(last, now) {
+		return 0, false
 	}
-	if !f.last.CompareAndSwap(last, now) {
-		return
-	}
-	l.LogAttrs(context.Background(), slog.LevelWarn, "tiercache: redis calls failing; reads fall back to the loader",
-		slog.String("namespace", namespace), slog.String("op", op),
-		slog.Uint64("errors", f.pending.Swap(0)), slog.String("last_error", err.Error()))
+	return f.pending.Swap(0), true
 }
 
 // success notes a working L2 call; the first one after failures is logged.

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tiercache/tiercache/local"
@@ -97,7 +96,28 @@ func (r *refreshes) done(key string) {
 // it), not its cancellation.
 func (c *Cache[V]) refreshDue(callerCtx context.Context, key string, load BatchLoader[V]) {
 	expiry, ok := c.l1.ClaimRefresh(key)
-	if !ok || !c.refreshing.start(key) {
+	if !ok {
+		return
+	}
+	c.inBackground(key, func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), c.opts.LoadTimeout)
+		stop := context.AfterFunc(c.closing, cancel)
+		defer func() { stop(); cancel() }()
+		defer func() {
+			if p := recover(); p != nil { // a codec panic; loader panics are errors already
+				c.st.panics.Add(1)
+				c.refreshFailed(key, &PanicError{Value: p})
+			}
+		}()
+		c.refresh(ctx, key, expiry, load)
+	})
+}
+
+// inBackground runs fn, a refresh or revalidation of key, on a goroutine
+// the cache owns (Close waits for it), unless one is running for key on
+// this node already or the cache is closed. It counts it in Refreshes.
+func (c *Cache[V]) inBackground(key string, fn func()) {
+	if !c.refreshing.start(key) {
 		return
 	}
 	c.mu.RLock()
@@ -112,16 +132,7 @@ func (c *Cache[V]) refreshDue(callerCtx context.Context, key string, load BatchL
 	go func() {
 		defer c.loads.Done()
 		defer c.refreshing.done(key)
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), c.opts.LoadTimeout)
-		stop := context.AfterFunc(c.closing, cancel)
-		defer func() { stop(); cancel() }()
-		defer func() {
-			if p := recover(); p != nil { // a codec panic; loader panics are errors already
-				c.st.panics.Add(1)
-				c.refreshFailed(key, &PanicError{Value: p})
-			}
-		}()
-		c.refresh(ctx, key, expiry, load)
+		fn()
 	}()
 }
 
@@ -232,25 +243,11 @@ func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, expiry uint64
 // once per logEvery. The current value stays until its normal expiry.
 func (c *Cache[V]) refreshFailed(key string, err error) {
 	c.st.refreshFailures.Add(1)
-	c.refreshLog.failure(c.opts.Logger, c.opts.Namespace, key, err)
-}
-
-// refreshLog rate-limits the log records of failed refreshes.
-type refreshLog struct {
-	last    atomic.Int64  // unix nanos of the last record
-	pending atomic.Uint64 // failures since
-}
-
-func (f *refreshLog) failure(l *slog.Logger, namespace, key string, err error) {
-	f.pending.Add(1)
-	now := time.Now().UnixNano()
-	last := f.last.Load()
-	if now-last < int64(logEvery) || !f.last.CompareAndSwap(last, now) {
-		return
+	if n, ok := c.refreshLog.due(); ok {
+		c.opts.Logger.LogAttrs(context.Background(), slog.LevelWarn, "tiercache: refresh-ahead failed; values are served until they expire",
+			slog.String("namespace", c.opts.Namespace), slog.String("key", logKey(key)),
+			slog.Uint64("failures", n), slog.String("last_error", err.Error()))
 	}
-	l.LogAttrs(context.Background(), slog.LevelWarn, "tiercache: refresh-ahead failed; values are served until they expire",
-		slog.String("namespace", namespace), slog.String("key", logKey(key)),
-		slog.Uint64("failures", f.pending.Swap(0)), slog.String("last_error", err.Error()))
 }
 
 // revalidate starts, in the background, the ordinary load of key whose
@@ -258,27 +255,13 @@ func (f *refreshLog) failure(l *slog.Logger, namespace, key string, err error) {
 // joins or leads the key's flight, so one load runs per node and, through
 // the lease, one across the cluster.
 func (c *Cache[V]) revalidate(callerCtx context.Context, key string, loader Loader[V]) {
-	if !c.refreshing.start(key) {
-		return
-	}
-	c.mu.RLock()
-	if c.closed {
-		c.mu.RUnlock()
-		c.refreshing.done(key)
-		return
-	}
-	c.loads.Add(1)
-	c.mu.RUnlock()
-	c.st.refreshes.Add(1)
-	go func() {
-		defer c.loads.Done()
-		defer c.refreshing.done(key)
+	c.inBackground(key, func() {
 		// The caller's values, not its cancellation: the load it waits
 		// on is bounded by LoadTimeout and Close.
 		if _, err := c.loadOne(context.WithoutCancel(callerCtx), key, loader); err != nil && err != ErrNotFound && err != ErrClosed {
 			c.refreshFailed(key, err)
 		}
-	}()
+	})
 }
 
 // logKey shortens a key for a log record.

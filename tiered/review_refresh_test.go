@@ -348,15 +348,7 @@ func TestReviewCloseDuringRefresh(t *testing.T) {
 		readFast(t, c, "k", loader)
 		warmGetOrLoad(t, c, "k", loader)
 		age(s, 500*time.Millisecond)
-		eventually(t, 3*time.Second, func() bool {
-			readFast(t, c, "k", loader)
-			select {
-			case <-g.started:
-				return true
-			default:
-				return false
-			}
-		}, "a refresh started")
+		readUntilStarted(t, c, "k", loader, g)
 		done := make(chan struct{})
 		go func() { _ = c.Close(); close(done) }()
 		select {
