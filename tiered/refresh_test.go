@@ -55,6 +55,21 @@ func (g *gate) waitStarted(t *testing.T) {
 	}
 }
 
+// readUntilStarted reads key through GetOrLoad until the loader reaches
+// g, with a deadline: a refresh comes due at a random point of its window.
+func readUntilStarted(t *testing.T, c *Cache[string], key string, loader Loader[string], g *gate) {
+	t.Helper()
+	eventually(t, 3*time.Second, func() bool {
+		readFast(t, c, key, loader)
+		select {
+		case <-g.started:
+			return true
+		default:
+			return false
+		}
+	}, "a refresh started")
+}
+
 // readFast is GetOrLoad with a short deadline: a caller that had to wait
 // for a blocked loader fails instead of hanging.
 func readFast(t *testing.T, c *Cache[string], key string, loader Loader[string]) string {
@@ -213,15 +228,7 @@ func TestRefreshLosesToSet(t *testing.T) {
 		warmGetOrLoad(t, a, "k", loader)
 		warmGetOrLoad(t, b, "k", loader)
 		age(s, 500*time.Millisecond)
-		eventually(t, 3*time.Second, func() bool {
-			readFast(t, a, "k", loader)
-			select {
-			case <-g.started:
-				return true
-			default:
-				return false
-			}
-		}, "a refresh started")
+		readUntilStarted(t, a, "k", loader, g)
 		if err := b.Set(context.Background(), "k", "new", WithTTL(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
@@ -378,5 +385,36 @@ func TestStaleWhileRevalidateNeverAfterWrite(t *testing.T) {
 				t.Fatal("node 1 served the deleted value as stale again")
 			}
 		}
+	})
+}
+
+// TestGetLeavesRefreshToGetOrLoad: a Get of a due entry has no loader, so
+// it must not spend the entry's one refresh claim; the next GetOrLoad of
+// the key refreshes it. (Before, Get claimed it, and the entry expired
+// unrefreshed.)
+func TestGetLeavesRefreshToGetOrLoad(t *testing.T) {
+	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+		c := newNode[string](t, s, refreshOpts)
+		var calls atomic.Int32
+		loader := func(ctx context.Context, key string) (string, error) {
+			if calls.Add(1) > 1 {
+				ChooseTTL(ctx, key, time.Minute)
+			}
+			return fmt.Sprintf("v%d", calls.Load()), nil
+		}
+		readFast(t, c, "k", loader)
+		warmGetOrLoad(t, c, "k", loader)
+		age(s, 500*time.Millisecond)
+		eventually(t, 3*time.Second, func() bool { _, _, due, _ := c.l1.GetRef("k"); return due }, "the entry due")
+		for range 10 {
+			if v, err := c.Get(context.Background(), "k"); err != nil || v != "v1" {
+				t.Fatalf("Get = %q, %v; want v1", v, err)
+			}
+		}
+		if n := c.Stats().Refreshes; n != 0 {
+			t.Fatalf("Gets started %d refreshes; a Get has no loader to refresh with", n)
+		}
+		readFast(t, c, "k", loader)
+		eventually(t, 3*time.Second, func() bool { return readFast(t, c, "k", loader) == "v2" }, "GetOrLoad refreshed the entry")
 	})
 }
