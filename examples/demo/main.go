@@ -2,7 +2,11 @@
 // Redis, load a product once between them, serve it from memory, and see a
 // write on one replica reach the other.
 //
-// Without -redis it runs on an embedded in-memory Redis (miniredis).
+// Without -redis it starts an embedded Redis: a redis-server child on a free
+// loopback port, or, when redis-server is not installed, an in-process
+// miniredis (with a warning).
+//
+//	go -C examples run ./demo
 package main
 
 import (
@@ -15,9 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/embedredis"
 	"github.com/tiercache/tiercache/tiered"
 )
 
@@ -36,16 +40,19 @@ func main() {
 }
 
 func run(addr string) error {
+	ctx := context.Background()
 	if addr == "" {
-		mr, err := miniredis.Run()
+		srv, err := embedredis.Start(ctx, embedredis.Options{AllowMiniredis: true})
 		if err != nil {
 			return err
 		}
-		defer mr.Close()
-		addr = mr.Addr()
-		fmt.Println("embedded Redis on", addr)
+		defer srv.Close()
+		addr = srv.Addr
+		fmt.Printf("embedded Redis (%s) on %s\n", srv.Kind, addr)
+		if srv.Kind == embedredis.Miniredis {
+			fmt.Fprintln(os.Stderr, "warning: redis-server not found; using in-process miniredis, which is not Redis (install redis-server for the real thing)")
+		}
 	}
-	ctx := context.Background()
 
 	// The "database": a map, with a counter of queries.
 	db := map[string]Product{"42": {ID: "42", Name: "Widget", Price: 995}}

@@ -5,8 +5,11 @@
 //	PUT /products/{id}   store a product (JSON body) in the "database", then Set it in the cache
 //	GET /metrics         Prometheus metrics of the cache and its invalidation bus
 //
-// Without -redis it runs on an embedded in-memory Redis (miniredis). It runs
-// until interrupted, or for -duration.
+// Without -redis it starts an embedded Redis: a redis-server child on a free
+// loopback port, or, when redis-server is not installed, an in-process
+// miniredis (with a warning). It runs until interrupted, or for -duration.
+//
+//	go -C examples run ./httpservice
 package main
 
 import (
@@ -23,11 +26,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/embedredis"
 	"github.com/tiercache/tiercache/metrics"
 	"github.com/tiercache/tiercache/tiered"
 )
@@ -40,7 +43,7 @@ type Product struct {
 
 func main() {
 	redisAddr := flag.String("redis", "", "Redis address (host:port); empty runs an embedded Redis")
-	addr := flag.String("addr", "localhost:8080", "HTTP listen address")
+	addr := flag.String("addr", "127.0.0.1:8080", "HTTP listen address")
 	duration := flag.Duration("duration", 0, "stop after this long; 0 runs until SIGINT or SIGTERM")
 	flag.Parse()
 
@@ -58,12 +61,15 @@ func main() {
 
 func run(ctx context.Context, redisAddr, addr string) error {
 	if redisAddr == "" {
-		mr, err := miniredis.Run()
+		srv, err := embedredis.Start(ctx, embedredis.Options{AllowMiniredis: true})
 		if err != nil {
 			return err
 		}
-		defer mr.Close()
-		redisAddr = mr.Addr()
+		defer srv.Close()
+		redisAddr = srv.Addr
+		if srv.Kind == embedredis.Miniredis {
+			log.Print("warning: redis-server not found; using in-process miniredis, which is not Redis (install redis-server for the real thing)")
+		}
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
