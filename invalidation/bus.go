@@ -348,7 +348,7 @@ func (b *Bus) NodeID() string { return hex.EncodeToString([]byte(b.nodeID)) }
 // DeliveryLag returns the distribution of sender send time to receipt for
 // peers' messages (which includes clock skew between nodes) and own
 // heartbeats.
-func (b *Bus) DeliveryLag() histogram.Snapshot { return b.lag.Snapshot() }
+func (b *Bus) DeliveryLag() Histogram { return Histogram(b.lag.Snapshot()) }
 
 // Close stops the bus: it marks it unusable, closes the subscription (which
 // unsubscribes), stops the receive loop, the heartbeat and the watchdog, and

@@ -166,3 +166,16 @@ func (b *Bus) log(ev event) {
 	t := eventText[ev.kind]
 	b.opts.Logger.Log(context.Background(), t.level, t.msg, args...)
 }
+
+// Histogram is a point-in-time copy of a latency distribution, in the shape
+// Prometheus's const histograms take: Count observations that add up to Sum
+// seconds, and for each bucket's upper bound in seconds (fixed, from 50µs
+// to 30s, roughly doubling) the number of observations at or below it.
+// Observations over the last bound are in Count only. A Histogram is a
+// plain value: it does not change after it is returned. The histogram of
+// package remote has the same fields, so either converts to the other.
+type Histogram struct {
+	Count   uint64
+	Sum     float64            // seconds
+	Buckets map[float64]uint64 // upper bound in seconds -> cumulative count
+}

@@ -5,21 +5,21 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tiercache/tiercache/internal/histogram"
 	"github.com/tiercache/tiercache/invalidation"
+	"github.com/tiercache/tiercache/tiered"
 )
 
 // BusSource is what a bus collector reads. *invalidation.Bus satisfies it;
 // tiered.Cache.Bus returns the bus a cache is registered on.
 type BusSource interface {
 	Stats() invalidation.Stats
-	DeliveryLag() histogram.Snapshot
+	DeliveryLag() invalidation.Histogram
 }
 
 // busSnapshot is what one Collect reads from a BusSource.
 type busSnapshot struct {
 	invalidation.Stats
-	lag histogram.Snapshot
+	lag invalidation.Histogram
 }
 
 // busCollector exports one bus's counters. It is safe for concurrent use:
@@ -98,7 +98,7 @@ func NewBusCollector(b BusSource) prometheus.Collector {
 		func(s *S) float64 { return float64(s.Registrations) })
 	bl.histogram(sub, "delivery_lag_seconds",
 		"Time from a message's send time on its sender to its receipt here, for peers' messages (clock skew included) and own heartbeats.",
-		func(s *S) histogram.Snapshot { return s.lag })
+		func(s *S) tiered.Histogram { return tiered.Histogram(s.lag) })
 
 	return &busCollector{src: b, t: bl.t}
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tiercache/tiercache/internal/histogram"
 	"github.com/tiercache/tiercache/tiered"
 )
 
@@ -19,7 +18,7 @@ type CacheSource interface {
 // l2LatencySource is a CacheSource that also reports its L2 round-trip
 // latency per kind of call; the collector exports it when the source has it.
 type l2LatencySource interface {
-	L2Latency() map[string]histogram.Snapshot
+	L2Latency() map[string]tiered.Histogram
 }
 
 // cacheCollector exports one cache's counters. It is safe for concurrent
@@ -37,7 +36,7 @@ var _ prometheus.Collector = (*cacheCollector)(nil)
 // the const label namespace, read from c.Stats() once, here. Bus metrics
 // are not included: export them once per bus with [NewBusCollector]. The
 // L2 latency histogram is exported only if c also has a method
-// L2Latency() map[string]histogram.Snapshot.
+// L2Latency() map[string]tiered.Histogram.
 //
 // The collector reads c.Stats() at each scrape and nothing in between, so
 // it costs the cache nothing between scrapes. Register it on your own
@@ -132,7 +131,7 @@ func NewCacheCollector(c CacheSource) prometheus.Collector {
 	b.counter("", "oversize_values_total", "Loaded values too large to cache, served uncached.",
 		func(s *S) uint64 { return s.Oversize })
 	b.histogram("", "load_duration_seconds", "Loader call latency.",
-		func(s *S) histogram.Snapshot { return s.LoadLatency })
+		func(s *S) tiered.Histogram { return s.LoadLatency })
 
 	// Writes and invalidations received for this namespace.
 	b.counter("", "writes_total", "Set, SetMany and Delete round trips that succeeded.",

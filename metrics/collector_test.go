@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/tiercache/tiercache/internal/histogram"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/metrics"
@@ -22,9 +21,9 @@ type fakeCache struct{ s tiered.Stats }
 
 func (f fakeCache) Stats() tiered.Stats { return f.s }
 
-func (f fakeCache) L2Latency() map[string]histogram.Snapshot {
-	var h histogram.Histogram
-	return map[string]histogram.Snapshot{"get": h.Snapshot(), "write": h.Snapshot()}
+func (f fakeCache) L2Latency() map[string]tiered.Histogram {
+	h := tiered.Histogram{Count: 1, Sum: 0.002, Buckets: map[float64]uint64{0.001: 0, 0.0025: 1}}
+	return map[string]tiered.Histogram{"get": h, "write": h}
 }
 
 // fakeBus is a BusSource with fixed Stats.
@@ -32,9 +31,10 @@ type fakeBus struct{ s invalidation.Stats }
 
 func (f fakeBus) Stats() invalidation.Stats { return f.s }
 
-func (f fakeBus) DeliveryLag() histogram.Snapshot {
-	var h histogram.Histogram
-	return h.Snapshot()
+// DeliveryLag is written outside the library's packages, as a user's
+// fake would be: the type it returns can be named.
+func (f fakeBus) DeliveryLag() invalidation.Histogram {
+	return invalidation.Histogram{Buckets: map[float64]uint64{0.001: 0}}
 }
 
 // emitted gathers every family cs emit: name -> type.

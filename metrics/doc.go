@@ -70,7 +70,7 @@
 //
 // The L2 latency histogram (op is one of get, get_many, write, lease, fill,
 // release) is exported only when the source also has a method
-// L2Latency() map[string]histogram.Snapshot.
+// L2Latency() map[string]tiered.Histogram.
 //
 // # Bus metrics
 //

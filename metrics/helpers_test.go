@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/tiercache/tiercache/internal/histogram"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/metrics"
 	"github.com/tiercache/tiercache/tiered"
@@ -204,7 +203,7 @@ func l2Op(op string) string {
 // the cache collector exports only then.
 func hasL2Latency(c metrics.CacheSource) bool {
 	_, ok := c.(interface {
-		L2Latency() map[string]histogram.Snapshot
+		L2Latency() map[string]tiered.Histogram
 	})
 	return ok
 }

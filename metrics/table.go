@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tiercache/tiercache/internal/histogram"
+	"github.com/tiercache/tiercache/tiered"
 )
 
 // prefix is the first part of every metric name.
@@ -31,7 +31,7 @@ type value[S any] struct {
 // hist is one unlabelled histogram.
 type hist[S any] struct {
 	desc *prometheus.Desc
-	read func(*S) histogram.Snapshot
+	read func(*S) tiered.Histogram
 }
 
 // describe sends each desc of t once.
@@ -109,11 +109,11 @@ func (b *builder[S]) gaugeVec(subsystem, name, help string, names []string, seri
 }
 
 // histogram adds a family of one unlabelled histogram.
-func (b *builder[S]) histogram(subsystem, name, help string, read func(*S) histogram.Snapshot) {
+func (b *builder[S]) histogram(subsystem, name, help string, read func(*S) tiered.Histogram) {
 	b.t.hists = append(b.t.hists, hist[S]{desc: b.desc(subsystem, name, help), read: read})
 }
 
 // constHistogram turns a snapshot into a metric of d with labels.
-func constHistogram(d *prometheus.Desc, h histogram.Snapshot, labels ...string) prometheus.Metric {
+func constHistogram(d *prometheus.Desc, h tiered.Histogram, labels ...string) prometheus.Metric {
 	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum, h.Buckets, labels...)
 }

@@ -80,12 +80,25 @@ func (s *Store) Stats() Stats {
 // "release" and "refresh" (BeginRefresh and FinishRefresh). GetOrLease and GetOrLeaseMany record under "lease", Fill and
 // FillMany under "fill". A call that needed a second round trip (a script
 // reloaded after NOSCRIPT) records two observations.
-func (s *Store) Latency() map[string]histogram.Snapshot {
-	m := make(map[string]histogram.Snapshot, numOps)
+func (s *Store) Latency() map[string]Histogram {
+	m := make(map[string]Histogram, numOps)
 	for i := range s.stats.latency {
-		m[opNames[i]] = s.stats.latency[i].Snapshot()
+		m[opNames[i]] = Histogram(s.stats.latency[i].Snapshot())
 	}
 	return m
+}
+
+// Histogram is a point-in-time copy of a latency distribution, in the shape
+// Prometheus's const histograms take: Count observations that add up to Sum
+// seconds, and for each bucket's upper bound in seconds (fixed, from 50µs
+// to 30s, roughly doubling) the number of observations at or below it.
+// Observations over the last bound are in Count only. A Histogram is a
+// plain value: it does not change after it is returned. The histogram of
+// package invalidation has the same fields, so either converts to the other.
+type Histogram struct {
+	Count   uint64
+	Sum     float64            // seconds
+	Buckets map[float64]uint64 // upper bound in seconds -> cumulative count
 }
 
 // begin starts one round trip: it bounds ctx by Options.Timeout and reads

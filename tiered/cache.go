@@ -12,7 +12,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tiercache/tiercache/internal/histogram"
 	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/local"
 	"github.com/tiercache/tiercache/remote"
@@ -348,7 +347,7 @@ func (c *Cache[V]) Bus() *invalidation.Bus { return c.bus }
 
 // L2Latency returns the Redis round-trip latency per operation ("get",
 // "get_many", "write", "lease", "fill", "release", "refresh").
-func (c *Cache[V]) L2Latency() map[string]histogram.Snapshot { return c.l2.Latency() }
+func (c *Cache[V]) L2Latency() map[string]Histogram { return c.l2.Latency() }
 
 // Namespace returns Options.Namespace.
 func (c *Cache[V]) Namespace() string { return c.opts.Namespace }

@@ -104,13 +104,20 @@ type Stats struct {
 	// entry under StaleWhileRevalidate.
 	RevalidateServed uint64
 	// LoadLatency is the loader's latency distribution.
-	LoadLatency histogram.Snapshot
+	LoadLatency Histogram
 
 	// State is the cache's connection to Redis, one of [StateConnected],
 	// [StateDegraded] and [StateHealing] (see "When Redis is down" in the
 	// package doc).
 	State State
 }
+
+// Histogram is a point-in-time copy of a latency distribution
+// ([Stats].LoadLatency, [Cache.L2Latency]): Count observations that add up
+// to Sum seconds, and per bucket upper bound in seconds the number of
+// observations at or below it. [invalidation.Histogram] has the same
+// fields and converts to it.
+type Histogram = remote.Histogram
 
 // State is where a cache stands with Redis.
 type State string
@@ -175,6 +182,6 @@ func (c *Cache[V]) Stats() Stats {
 		RefreshesRefused:   c.st.refreshesRefused.Load(),
 		RefreshFailures:    c.st.refreshFailures.Load(),
 		RevalidateServed:   c.st.revalidateServed.Load(),
-		LoadLatency:        c.st.loadLatency.Snapshot(),
+		LoadLatency:        Histogram(c.st.loadLatency.Snapshot()),
 	}
 }
