@@ -9,12 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	gcache "github.com/go-redis/cache/v9"
-	"github.com/redis/go-redis/v9"
-	"github.com/redis/rueidis"
-
 	"github.com/tiercache/tiercache/internal/faultproxy"
-	"github.com/tiercache/tiercache/tiered"
 )
 
 // The outage scenario: OutageNodes nodes of one library, each reaching
@@ -29,104 +24,6 @@ const (
 	OutageLoadCost = time.Millisecond
 )
 
-// loadingNode is a node read through a loader, the way an application
-// reads its database through the cache.
-type loadingNode interface {
-	getOrLoad(ctx context.Context, key string, load func(ctx context.Context, key string) (string, error)) (string, error)
-	close()
-}
-
-type outageLib struct {
-	name    string
-	newNode func(addr string) (loadingNode, error)
-	note    string
-}
-
-func outageLibraries() []outageLib {
-	return []outageLib{
-		{"tiercache", newTiercacheLoading, "GetOrLoad, default options"},
-		{"go-redis/cache", newGoRedisCacheLoading, "Once with a TinyLFU local cache, local TTL 1m"},
-		{"rueidis", newRueidisLoading, "DoCache, then the loader and SET on a miss or an error"},
-	}
-}
-
-// outageClient is the go-redis client tiercache and go-redis/cache get: the
-// deadline of each call's context is honoured on the socket, as both
-// libraries' timeouts need.
-func outageClient(addr string) *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
-}
-
-type tiercacheLoading struct {
-	rdb *redis.Client
-	c   *tiered.Cache[string]
-}
-
-func newTiercacheLoading(addr string) (loadingNode, error) {
-	rdb := outageClient(addr)
-	c, err := tiered.New[string](tiered.Options{Redis: rdb, Namespace: "outage"})
-	if err != nil {
-		rdb.Close()
-		return nil, err
-	}
-	return &tiercacheLoading{rdb: rdb, c: c}, nil
-}
-
-func (n *tiercacheLoading) getOrLoad(ctx context.Context, key string, load func(context.Context, string) (string, error)) (string, error) {
-	return n.c.GetOrLoad(ctx, key, load)
-}
-
-func (n *tiercacheLoading) close() { n.c.Close(); n.rdb.Close() }
-
-type goRedisCacheLoading struct {
-	rdb *redis.Client
-	c   *gcache.Cache
-}
-
-func newGoRedisCacheLoading(addr string) (loadingNode, error) {
-	rdb := outageClient(addr)
-	return &goRedisCacheLoading{rdb: rdb, c: gcache.New(&gcache.Options{Redis: rdb, LocalCache: gcache.NewTinyLFU(100_000, peerLocalTTL)})}, nil
-}
-
-func (n *goRedisCacheLoading) getOrLoad(ctx context.Context, key string, load func(context.Context, string) (string, error)) (string, error) {
-	var v string
-	err := n.c.Once(&gcache.Item{Ctx: ctx, Key: "grc-outage:" + key, Value: &v, TTL: time.Hour,
-		Do: func(it *gcache.Item) (any, error) { return load(it.Ctx, key) }})
-	return v, err
-}
-
-func (n *goRedisCacheLoading) close() { n.rdb.Close() }
-
-type rueidisLoading struct{ c rueidis.Client }
-
-func newRueidisLoading(addr string) (loadingNode, error) {
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
-	if err != nil {
-		return nil, fmt.Errorf("rueidis.NewClient: %w", err)
-	}
-	return &rueidisLoading{c: c}, nil
-}
-
-// getOrLoad is cache-aside by hand, as rueidis's docs show it: DoCache the
-// GET; on a miss load and SET; on an error serve the loader's value.
-func (n *rueidisLoading) getOrLoad(ctx context.Context, key string, load func(context.Context, string) (string, error)) (string, error) {
-	k := "rue-outage:" + key
-	v, err := n.c.DoCache(ctx, n.c.B().Get().Key(k).Cache(), peerLocalTTL).ToString()
-	if err == nil {
-		return v, nil
-	}
-	v, lerr := load(ctx, key)
-	if lerr != nil {
-		return "", lerr
-	}
-	if rueidis.IsRedisNil(err) {
-		_ = n.c.Do(ctx, n.c.B().Set().Key(k).Value(v).Build()).Error()
-	}
-	return v, nil
-}
-
-func (n *rueidisLoading) close() { n.c.Close() }
-
 // outageRead is one timed read.
 type outageRead struct{ at, lat time.Duration } // since the fault; latency
 
@@ -140,9 +37,9 @@ type outageResult struct {
 }
 
 // runOutage runs the scenario for lib against the Redis at addr.
-func runOutage(ctx context.Context, lib outageLib, addr string, warmFor, outageFor, afterFor time.Duration) (outageResult, error) {
+func runOutage(ctx context.Context, sys system, addr string, warmFor, outageFor, afterFor time.Duration) (outageResult, error) {
 	var res outageResult
-	nodes := make([]loadingNode, 0, OutageNodes)
+	nodes := make([]node, 0, OutageNodes)
 	proxies := make([]*faultproxy.Proxy, 0, OutageNodes)
 	defer func() {
 		for _, n := range nodes {
@@ -158,9 +55,9 @@ func runOutage(ctx context.Context, lib outageLib, addr string, warmFor, outageF
 			return res, err
 		}
 		proxies = append(proxies, p)
-		n, err := lib.newNode(p.Addr())
+		n, err := sys.newNode(p.Addr(), nodeOptions{prefix: "outage"})
 		if err != nil {
-			return res, fmt.Errorf("%s: %w", lib.name, err)
+			return res, fmt.Errorf("%s: %w", sys.name, err)
 		}
 		nodes = append(nodes, n)
 	}
@@ -293,45 +190,60 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// outageTable runs the scenario for every library and returns its table.
-func outageTable(ctx context.Context, addr string, warmFor, outageFor, afterFor time.Duration) (*table, error) {
-	t := &table{header: []string{"library", "before p50/p99", "outage p50/p99/max", "after p50/p99/max",
-		"fault to fast failure", "recovery to local hits", "loader calls/s in outage", "errors", "note"}}
-	for _, lib := range outageLibraries() {
-		r, err := runOutage(ctx, lib, addr, warmFor, outageFor, afterFor)
-		if err != nil {
+// outageSection runs the scenario for every system that uses Redis.
+func outageSection(ctx context.Context, r *runner) (*Section, error) {
+	c := r.c
+	s := &Section{Name: "outage",
+		Title: fmt.Sprintf("5. Redis blackholed for %v under paced load (%d nodes per system, each behind its own loopback proxy; %d reads/s per node over %d Zipf keys; loader %v)",
+			c.OutageFor, OutageNodes, OutageRate, OutageKeys, OutageLoadCost),
+		Columns: []Column{
+			{"before_p50", "before p50", UnitNs}, {"before_p99", "before p99", UnitNs},
+			{"during_p50", "outage p50", UnitNs}, {"during_p99", "outage p99", UnitNs}, {"during_max", "outage max", UnitNs},
+			{"after_p50", "after p50", UnitNs}, {"after_p99", "after p99", UnitNs},
+			{"fast_failure", "fault to fast failure", UnitNs}, {"local_again", "heal to local hits", UnitNs},
+			{"loads_s", "loader calls/s in outage", UnitCount}, {"errors", "errors", UnitCount},
+		},
+		Notes: []string{fmt.Sprintf("The proxy accepts connections and never answers (a blackhole, the worst kind of outage) for %v after %v of warmup, then passes again for %v. "+
+			"\"fault to fast failure\" is the start of the first 100 ms window after the fault whose p99 is under the loader's cost + 2 ms; \"heal to local hits\" the first window after healing whose median is under 100 µs; \"never\" means not within the phase. "+
+			"A read may wait out the whole outage; its error then counts.", c.OutageFor, c.OutageWarm, c.OutageAfter)},
+		Charts: []Chart{{Title: "Read latency by phase (lower is better)", Keys: []string{"before_p99", "during_p99", "after_p99"},
+			Labels: []string{"before p99", "outage p99", "after p99"}, Unit: UnitNs, Log: true}},
+	}
+	for _, sys := range systems() {
+		r.progress("outage", sys.name)
+		if !sys.shared {
+			s.skip(sys.name, "", "n/a: no Redis to lose")
+			continue
+		}
+		if why := r.skip(sys); why != "" {
+			s.skip(sys.name, "", why)
+			continue
+		}
+		if err := r.flush(ctx); err != nil {
 			return nil, err
 		}
-		pq := func(s []time.Duration, qs ...float64) string {
-			out := ""
-			for i, q := range qs {
-				if i > 0 {
-					out += " / "
-				}
-				out += fmtDur(percentile(s, q))
+		res, err := runOutage(ctx, sys, r.addr, c.OutageWarm, c.OutageFor, c.OutageAfter)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
 			}
-			return out
+			s.skip(sys.name, "", "adapter failed: "+err.Error())
+			continue
 		}
-		never := func(d time.Duration) string {
-			if d < 0 {
-				return "never"
-			}
-			return fmtDur(d)
+		v := map[string]float64{
+			"fast_failure": float64(res.fastFailure), "local_again": float64(res.localAgain),
+			"loads_s": res.loadsPerSec, "errors": float64(res.errors),
 		}
-		t.add(lib.name, pq(r.before, 50, 99), pq(r.during, 50, 99, 100), pq(r.after, 50, 99, 100),
-			never(r.fastFailure), never(r.localAgain), fmt.Sprintf("%.0f", r.loadsPerSec), fmt.Sprint(r.errors), lib.note)
+		latencies(v, "before_", res.before)
+		latencies(v, "during_", res.during)
+		latencies(v, "after_", res.after)
+		if len(res.during) > 0 {
+			v["during_max"] = float64(res.during[len(res.during)-1])
+		}
+		if !sys.local {
+			delete(v, "local_again")
+		}
+		s.add(Row{System: sys.name, Values: v, Note: sys.note})
 	}
-	return t, nil
-}
-
-// fmtDur prints d with three significant digits.
-func fmtDur(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
-	default:
-		return fmt.Sprintf("%.0fus", float64(d)/float64(time.Microsecond))
-	}
+	return s, nil
 }

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"github.com/viccon/sturdyc"
 
 	"github.com/tiercache/tiercache/tiered"
 )
@@ -37,111 +35,26 @@ const (
 	RefreshHot = 20
 )
 
-type refreshSystem struct {
-	name    string
-	newNode func(addr string) (loadingNode, error)
-	note    string
-}
-
-func refreshSystems() []refreshSystem {
-	tc := func(mod func(*tiered.Options)) func(string) (loadingNode, error) {
-		return func(addr string) (loadingNode, error) {
-			rdb := outageClient(addr)
-			o := tiered.Options{Redis: rdb, Namespace: "refresh", TTL: RefreshTTL}
-			if mod != nil {
-				mod(&o)
-			}
-			c, err := tiered.New[string](o)
-			if err != nil {
-				rdb.Close()
-				return nil, err
-			}
-			return &tiercacheLoading{rdb: rdb, c: c}, nil
-		}
+// refreshSystems are the systems with a feature for expiring hot keys:
+// tiercache's variants and sturdyc's early refreshes.
+func refreshSystems() []system {
+	o := nodeOptions{ttl: RefreshTTL, prefix: "refresh"}
+	tc := func(mod func(*tiered.Options)) func(string, nodeOptions) (node, error) {
+		return func(addr string, _ nodeOptions) (node, error) { return newTiercacheWith(addr, o, mod) }
 	}
-	return []refreshSystem{
-		{"tiercache, no expiry (L1-hit floor)", tc(func(o *tiered.Options) { o.TTL = time.Hour }),
-			"TTL 1h: after warmup every hot read is an L1 hit; the p99 the others aim at"},
-		{"tiercache", tc(nil), "GetOrLoad, TTL 2s, refresh off"},
-		{"tiercache refresh-ahead", tc(func(o *tiered.Options) { o.RefreshAhead = time.Second }),
-			"RefreshAhead 1s"},
-		{"tiercache refresh-ahead + SWR", tc(func(o *tiered.Options) {
+	return []system{
+		{name: "tiercache, no expiry (L1-hit floor)", newNode: tc(func(o *tiered.Options) { o.TTL = time.Hour }),
+			note: "TTL 1h: after warmup every hot read is an L1 hit; the p99 the others aim at"},
+		{name: "tiercache", newNode: tc(nil), note: "GetOrLoad, TTL 2s, refresh off"},
+		{name: "tiercache refresh-ahead", newNode: tc(func(o *tiered.Options) { o.RefreshAhead = time.Second }),
+			note: "RefreshAhead 1s"},
+		{name: "tiercache refresh-ahead + SWR", newNode: tc(func(o *tiered.Options) {
 			o.RefreshAhead = time.Second
 			o.StaleWhileRevalidate = time.Second
-		}), "RefreshAhead 1s, StaleWhileRevalidate 1s"},
-		{"sturdyc early refreshes", newSturdyc,
-			"WithEarlyRefreshes(1s, 1.5s, sync 2s, retry 10ms) + WithDistributedStorageEarlyRefreshes(go-redis, 1s), TTL 2s"},
-	}
-}
-
-// sturdycNode is one sturdyc client with its distributed storage on Redis.
-type sturdycNode struct {
-	rdb *redis.Client
-	c   *sturdyc.Client[string]
-}
-
-func newSturdyc(addr string) (loadingNode, error) {
-	rdb := outageClient(addr)
-	st := &sturdycRedis{rdb: rdb, ttl: RefreshTTL}
-	c := sturdyc.New[string](100_000, 10, RefreshTTL, 10,
-		sturdyc.WithEarlyRefreshes(time.Second, 1500*time.Millisecond, RefreshTTL, 10*time.Millisecond),
-		sturdyc.WithDistributedStorageEarlyRefreshes(st, time.Second))
-	return &sturdycNode{rdb: rdb, c: c}, nil
-}
-
-func (n *sturdycNode) getOrLoad(ctx context.Context, key string, load func(context.Context, string) (string, error)) (string, error) {
-	return sturdyc.GetOrFetch(ctx, n.c, key, func(ctx context.Context) (string, error) { return load(ctx, key) })
-}
-
-func (n *sturdycNode) close() { n.rdb.Close() }
-
-// sturdycRedis is sturdyc's distributed storage on go-redis, as its README
-// describes one: plain GET, SET with a TTL, MGET, pipelined SETs, DEL.
-type sturdycRedis struct {
-	rdb *redis.Client
-	ttl time.Duration
-}
-
-func (s *sturdycRedis) Get(ctx context.Context, key string) ([]byte, bool) {
-	b, err := s.rdb.Get(ctx, "sturdyc:"+key).Bytes()
-	return b, err == nil
-}
-
-func (s *sturdycRedis) Set(ctx context.Context, key string, value []byte) {
-	s.rdb.Set(ctx, "sturdyc:"+key, value, s.ttl)
-}
-
-func (s *sturdycRedis) GetBatch(ctx context.Context, keys []string) map[string][]byte {
-	full := make([]string, len(keys))
-	for i, k := range keys {
-		full[i] = "sturdyc:" + k
-	}
-	vals, err := s.rdb.MGet(ctx, full...).Result()
-	out := make(map[string][]byte, len(keys))
-	if err != nil {
-		return out
-	}
-	for i, v := range vals {
-		if str, ok := v.(string); ok {
-			out[keys[i]] = []byte(str)
-		}
-	}
-	return out
-}
-
-func (s *sturdycRedis) SetBatch(ctx context.Context, records map[string][]byte) {
-	pipe := s.rdb.Pipeline()
-	for k, v := range records {
-		pipe.Set(ctx, "sturdyc:"+k, v, s.ttl)
-	}
-	_, _ = pipe.Exec(ctx)
-}
-
-func (s *sturdycRedis) Delete(ctx context.Context, key string) { s.rdb.Del(ctx, "sturdyc:"+key) }
-
-func (s *sturdycRedis) DeleteBatch(ctx context.Context, keys []string) {
-	for _, k := range keys {
-		s.Delete(ctx, k)
+		}), note: "RefreshAhead 1s, StaleWhileRevalidate 1s"},
+		{name: "sturdyc", newNode: func(addr string, _ nodeOptions) (node, error) {
+			return newSturdycWith(addr, o, RefreshTTL, time.Second)
+		}, note: "WithEarlyRefreshes(1s, 1.5s, sync 2s, retry 10ms) + WithDistributedStorageEarlyRefreshes(go-redis, 1s), TTL 2s"},
 	}
 }
 
@@ -157,22 +70,16 @@ type refreshResult struct {
 
 // runRefresh runs the scenario for sys: warmFor of reads not measured
 // (every key's first load), then measureFor measured.
-func runRefresh(ctx context.Context, sys refreshSystem, addr string, warmFor, measureFor time.Duration) (refreshResult, error) {
+func runRefresh(ctx context.Context, sys system, addr string, warmFor, measureFor time.Duration) (refreshResult, error) {
 	var res refreshResult
-	nodes := make([]loadingNode, 0, RefreshNodes)
+	nodes := make([]node, 0, RefreshNodes)
 	defer func() {
 		for _, n := range nodes {
 			n.close()
 		}
 	}()
-	flush := redis.NewClient(&redis.Options{Addr: addr})
-	err := flush.FlushAll(ctx).Err() // each system starts cold
-	flush.Close()
-	if err != nil {
-		return res, fmt.Errorf("FLUSHALL: %w", err)
-	}
 	for range RefreshNodes {
-		n, err := sys.newNode(addr)
+		n, err := sys.newNode(addr, nodeOptions{})
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", sys.name, err)
 		}
@@ -252,28 +159,48 @@ func runRefresh(ctx context.Context, sys refreshSystem, addr string, warmFor, me
 	return res, nil
 }
 
-// refreshTable runs the scenario for every system and returns its table.
-func refreshTable(ctx context.Context, addr string, warmFor, measureFor time.Duration, progress func(string)) (*table, error) {
-	t := &table{header: []string{"system", "reads", "p50 / p99 / p99.9", "waited for a load", "loader calls/s",
-		fmt.Sprintf("hot %d keys: p99 / p99.9", RefreshHot), "hot: waited", "hot: loader calls/s", "errors", "note"}}
+// refreshSection runs the scenario for every system with a refresh
+// feature; the others get a row that says so.
+func refreshSection(ctx context.Context, r *runner) (*Section, error) {
+	s := &Section{Name: "refresh",
+		Title: fmt.Sprintf("6. Hot keys expiring (%d nodes per system; %d paced reads/s per node over %d Zipf keys; TTL %v; loader %v; measured %v after %v of warmup)",
+			RefreshNodes, RefreshRate, RefreshKeys, RefreshTTL, RefreshLoadCost, r.c.RefreshFor, r.c.RefreshWarm),
+		Columns: []Column{
+			{"reads", "reads", UnitCount},
+			{"p50", "p50", UnitNs}, {"p99", "p99", UnitNs}, {"p999", "p99.9", UnitNs},
+			{"waited", "waited for a load", UnitFrac}, {"loads_s", "loader calls/s", UnitCount},
+			{"hot_p99", fmt.Sprintf("hot %d: p99", RefreshHot), UnitNs}, {"hot_p999", "hot: p99.9", UnitNs},
+			{"hot_waited", "hot: waited", UnitFrac}, {"hot_loads_s", "hot: loader calls/s", UnitCount},
+			{"errors", "errors", UnitCount},
+		},
+		Notes: []string{fmt.Sprintf("A read \"waited for a load\" when it took over %v. The hot keys are the %d most popular, each read several times per refresh window on every node: that is where refreshing ahead can help; keys read less often simply expire.",
+			RefreshWaited, RefreshHot)},
+		Charts: []Chart{{Title: "Hot-key read latency (lower is better)", Keys: []string{"hot_p99", "hot_p999"}, Labels: []string{"hot p99", "hot p99.9"}, Unit: UnitNs, Log: true}},
+	}
 	for _, sys := range refreshSystems() {
-		progress(sys.name)
-		r, err := runRefresh(ctx, sys, addr, warmFor, measureFor)
-		if err != nil {
+		r.progress("refresh", sys.name)
+		if err := r.flush(ctx); err != nil {
 			return nil, err
 		}
-		frac := func(n int, of []time.Duration) string {
-			if len(of) == 0 {
-				return "-"
+		res, err := runRefresh(ctx, sys, r.addr, r.c.RefreshWarm, r.c.RefreshFor)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
 			}
-			return fmt.Sprintf("%.2f%%", 100*float64(n)/float64(len(of)))
+			s.skip(sys.name, "", "adapter failed: "+err.Error())
+			continue
 		}
-		t.add(sys.name, fmt.Sprint(len(r.lat)),
-			fmtDur(percentile(r.lat, 50))+" / "+fmtDur(percentile(r.lat, 99))+" / "+fmtDur(percentile(r.lat, 99.9)),
-			frac(r.waited, r.lat), fmt.Sprintf("%.0f", r.loadsPerSec),
-			fmtDur(percentile(r.hotLat, 99))+" / "+fmtDur(percentile(r.hotLat, 99.9)),
-			frac(r.hotWaited, r.hotLat), fmt.Sprintf("%.1f", r.hotLoadsPerSec),
-			fmt.Sprint(r.errors), sys.note)
+		frac := func(n int, of []time.Duration) float64 { return float64(n) / float64(max(len(of), 1)) }
+		v := map[string]float64{"reads": float64(len(res.lat)), "waited": frac(res.waited, res.lat), "loads_s": res.loadsPerSec,
+			"hot_waited": frac(res.hotWaited, res.hotLat), "hot_loads_s": res.hotLoadsPerSec, "errors": float64(res.errors)}
+		latencies(v, "", res.lat)
+		latencies(v, "hot_", res.hotLat)
+		s.add(Row{System: sys.name, Values: v, Note: sys.note})
 	}
-	return t, nil
+	for _, sys := range systems() {
+		if sys.name != sysTiercache && sys.name != "sturdyc" {
+			s.skip(sys.name, "", "not run: no refresh-ahead or stale-while-revalidate feature to compare")
+		}
+	}
+	return s, nil
 }

@@ -5,62 +5,130 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/embedredis"
 )
+
+// Scenarios are the scenario names, in the order a run takes them.
+var Scenarios = []string{"hot", "mixed", "stampede", "batch", "outage", "refresh"}
 
 // Config is what one run measures. A zero field means its default.
 type Config struct {
 	// Redis is the host:port of the Redis to use. Default: empty, which
-	// starts a redis-server child on a free loopback port (see [StartRedis]).
+	// starts a redis-server child on a free loopback port, or an
+	// in-process miniredis (with a warning) when the binary is missing.
+	// tierbench runs FLUSHALL on it between systems: never point it at a
+	// Redis whose data matters.
 	Redis string
-	// Duration is how long each hot-path case runs. Default: 2s.
-	Duration time.Duration
-	// Trials is the number of staleness trials per library. Default: 200.
-	Trials int
-	// StaleCap is how long B may take to see a write before the trial
-	// counts as stale. Default: 2s.
-	StaleCap time.Duration
-	// Scenarios selects what runs: "hot" (hot-path latency), "staleness",
-	// "outage" (a blackholed Redis under paced load) and "refresh" (hot
-	// keys expiring under paced load). Default: all.
+	// Scenarios selects what runs (see [Scenarios]). Default: all.
 	Scenarios []string
-	// OutageFor is how long the outage scenario blackholes Redis.
-	// Default: 5s.
-	OutageFor time.Duration
-	// RefreshFor is how long the refresh scenario measures each system,
-	// after a warmup of one TTL. Default: 10s (the published figures use 30s).
-	RefreshFor time.Duration
+	// Out is the directory results.json and the charts go to. Default: a
+	// fresh temporary directory.
+	Out string
+	// Systems, when set, limits the run to the systems with these names.
+	Systems []string
+	// Seed seeds every workload, the same for every system. Default: 1.
+	Seed uint64
+
+	// HotFor is how long each hot-path case runs. Default: 200ms.
+	HotFor time.Duration
+	// HotKeys are the hot-path key counts, each a power of two.
+	// Default: 1, 1,024 and 65,536.
+	HotKeys []int
+
+	// Nodes is how many replicas of a system the mixed, stampede scenarios
+	// run. Default: 4.
+	Nodes int
+	// Keys is the mixed scenario's key space. Default: 10,000.
+	Keys int
+	// ZipfS is the Zipf exponent of the mixed scenario's keys (> 1).
+	// Default: 1.1.
+	ZipfS float64
+	// Rate is each node's operations per second in the mixed scenario.
+	// Default: 1,000.
+	Rate int
+	// WriteFrac is the fraction of the mixed scenario's operations that
+	// are writes. Default: 0.02.
+	WriteFrac float64
+	// MixedWarmup is run before the mixed scenario measures. Default: 1s.
+	MixedWarmup time.Duration
+	// MixedFor is how long the mixed scenario measures each system.
+	// Default: 3s.
+	MixedFor time.Duration
+	// Saturate also runs the mixed scenario unpaced, as its own table.
+	Saturate bool
+
+	// OutageWarm, OutageFor and OutageAfter are the outage scenario's
+	// phases. Defaults: 1s, 2s, 3s.
+	OutageWarm, OutageFor, OutageAfter time.Duration
+	// RefreshWarm and RefreshFor are how long the refresh scenario warms
+	// up and then measures each system. Defaults: one TTL (2s) and 3s (the
+	// README's figures use 30s).
+	RefreshWarm, RefreshFor time.Duration
+
 	// Progress, when set, gets a line as each scenario and system starts.
 	Progress func(string)
+}
+
+// Smoke is a configuration that runs every scenario and system in a few
+// seconds each, for CI: its figures mean nothing.
+func Smoke() Config {
+	return Config{
+		HotFor: 20 * time.Millisecond, HotKeys: []int{1, 64},
+		Keys: 200, Rate: 400, MixedWarmup: 100 * time.Millisecond, MixedFor: 300 * time.Millisecond, WriteFrac: 0.1,
+		OutageWarm: 300 * time.Millisecond, OutageFor: 400 * time.Millisecond, OutageAfter: 300 * time.Millisecond,
+		RefreshWarm: 200 * time.Millisecond, RefreshFor: 300 * time.Millisecond,
+	}
 }
 
 // runs reports whether scenario s is selected.
 func (c Config) runs(s string) bool { return slices.Contains(c.Scenarios, s) }
 
 func (c Config) withDefaults() Config {
-	if c.Duration == 0 {
-		c.Duration = 2 * time.Second
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
 	}
-	if c.Trials == 0 {
-		c.Trials = 200
-	}
-	if c.StaleCap == 0 {
-		c.StaleCap = 2 * time.Second
+	def(&c.HotFor, 200*time.Millisecond)
+	def(&c.MixedWarmup, time.Second)
+	def(&c.MixedFor, 3*time.Second)
+	def(&c.OutageWarm, time.Second)
+	def(&c.OutageFor, 2*time.Second)
+	def(&c.OutageAfter, 3*time.Second)
+	def(&c.RefreshWarm, RefreshTTL)
+	def(&c.RefreshFor, 3*time.Second)
+	if len(c.HotKeys) == 0 {
+		c.HotKeys = defaultHotKeys
 	}
 	if len(c.Scenarios) == 0 {
-		c.Scenarios = []string{"hot", "staleness", "outage", "refresh"}
+		c.Scenarios = Scenarios
 	}
-	if c.OutageFor == 0 {
-		c.OutageFor = 5 * time.Second
+	if c.Seed == 0 {
+		c.Seed = 1
 	}
-	if c.RefreshFor == 0 {
-		c.RefreshFor = 10 * time.Second
+	if c.Nodes == 0 {
+		c.Nodes = 4
+	}
+	if c.Keys == 0 {
+		c.Keys = 10_000
+	}
+	if c.ZipfS == 0 {
+		c.ZipfS = 1.1
+	}
+	if c.Rate == 0 {
+		c.Rate = 1000
+	}
+	if c.WriteFrac == 0 {
+		c.WriteFrac = 0.02
 	}
 	if c.Progress == nil {
 		c.Progress = func(string) {}
@@ -68,149 +136,189 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// hotKey is the one key every hot-path case reads.
-const hotKey = "hot"
-
-// Run measures every library against one Redis and writes the tables to w.
-// It starts (and stops) a redis-server when c.Redis is empty; it returns
-// [ErrNoRedisServer] when that binary is missing.
-func Run(ctx context.Context, c Config, w io.Writer) error {
-	c = c.withDefaults()
-	if c.Trials < 1 || c.Duration < 0 || c.StaleCap < 0 {
-		return errors.New("bench: Trials, Duration and StaleCap must be positive")
+// check reports every bad field at once.
+func (c Config) check() error {
+	var errs []error
+	for _, s := range c.Scenarios {
+		if !slices.Contains(Scenarios, s) {
+			errs = append(errs, fmt.Errorf("unknown scenario %q (want one of %s)", s, strings.Join(Scenarios, ", ")))
+		}
 	}
-	addr := c.Redis
+	for name, d := range map[string]time.Duration{"hot duration": c.HotFor, "mixed warmup": c.MixedWarmup, "mixed duration": c.MixedFor,
+		"outage warmup": c.OutageWarm, "outage": c.OutageFor, "outage recovery": c.OutageAfter,
+		"refresh warmup": c.RefreshWarm, "refresh duration": c.RefreshFor} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s is %v, want > 0", name, d))
+		}
+	}
+	for _, k := range c.HotKeys {
+		if k < 1 || k&(k-1) != 0 || k > 1<<22 {
+			errs = append(errs, fmt.Errorf("hot key count %d is not a power of two up to 4M", k))
+		}
+	}
+	if c.Nodes < 1 || c.Nodes > 64 {
+		errs = append(errs, fmt.Errorf("nodes is %d, want 1 to 64", c.Nodes))
+	}
+	if c.Keys < 2 {
+		errs = append(errs, fmt.Errorf("keys is %d, want at least 2", c.Keys))
+	}
+	if c.ZipfS <= 1 {
+		errs = append(errs, fmt.Errorf("zipf exponent is %v, want > 1", c.ZipfS))
+	}
+	if c.Rate < mixedWorkers || c.Rate > 1_000_000 {
+		errs = append(errs, fmt.Errorf("rate is %d ops/s per node, want %d to 1,000,000", c.Rate, mixedWorkers))
+	}
+	if c.WriteFrac < 0 || c.WriteFrac > 1 {
+		errs = append(errs, fmt.Errorf("write fraction is %v, want 0 to 1", c.WriteFrac))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bench: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// runner is one run's shared state.
+type runner struct {
+	c     Config
+	addr  string
+	env   Env
+	admin *redis.Client
+	start time.Time
+}
+
+func (r *runner) progress(scenario, sys string) {
+	r.c.Progress(fmt.Sprintf("%-15s %-38s %6.1fs", scenario, sys, time.Since(r.start).Seconds()))
+}
+
+func (r *runner) skip(sys system) string {
+	if len(r.c.Systems) > 0 && !slices.Contains(r.c.Systems, sys.name) {
+		return "not selected (-systems)"
+	}
+	return skipReason(sys, r.env)
+}
+
+// flush empties Redis, so each system starts cold.
+func (r *runner) flush(ctx context.Context) error {
+	if err := r.admin.FlushAll(ctx).Err(); err != nil {
+		return fmt.Errorf("FLUSHALL: %w", err)
+	}
+	return nil
+}
+
+// commands is the server's count of commands processed so far.
+func (r *runner) commands(ctx context.Context) (int64, error) {
+	info, err := r.admin.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, errors.New("INFO stats has no total_commands_processed")
+}
+
+// Run measures every system against one Redis, writes the markdown tables
+// to w, and results.json and one SVG per scenario to c.Out. It starts (and
+// stops) an embedded Redis when c.Redis is empty. warn gets a line for
+// anything the reader must know about the run's setup.
+func Run(ctx context.Context, c Config, w io.Writer) (*Results, error) {
+	c = c.withDefaults()
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	addr, kind := c.Redis, "external"
 	if addr == "" {
-		srv, err := StartRedis(ctx)
+		srv, err := embedredis.Start(ctx, embedredis.Options{AllowMiniredis: true})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer srv.Close()
-		addr = srv.Addr
-	}
-	version, err := redisVersion(ctx, addr)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "tierbench: %s %s/%s, GOMAXPROCS=%d, NumCPU=%d, Redis %s at %s\n",
-		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), version, addr)
-	fmt.Fprintf(w, "hot path: %v per case; staleness: %d trials, cap %v\n\n", c.Duration, c.Trials, c.StaleCap)
-
-	// One run ID keeps this run's staleness keys apart from an earlier
-	// run's on a shared -redis.
-	run := strconv.FormatInt(time.Now().UnixNano(), 36)
-	hot := table{header: []string{"library", "goroutines", "ns/op", "allocs/op", "ops", "errors", "note"}}
-	stale := table{header: []string{"library", "trials", "p50", "p99", "max", "stale > " + c.StaleCap.String(), "note"}}
-	for _, lib := range libraries() {
-		if !c.runs("hot") && !c.runs("staleness") {
-			break
+		addr, kind = srv.Addr, string(srv.Kind)
+		if srv.Kind == embedredis.Miniredis {
+			c.Progress("WARNING: redis-server is not on PATH, so this run uses in-process miniredis: its latencies are not Redis's, and the client-tracking systems are skipped. Install redis-server for real figures.")
 		}
-		if lib.name == "rueidis" && major(version) < 6 {
-			hot.add(lib.name, "-", "-", "-", "-", "-", "skipped: needs Redis 6+")
-			stale.add(lib.name, "-", "-", "-", "-", "-", "skipped: needs Redis 6+")
+	}
+	if c.Out == "" {
+		dir, err := os.MkdirTemp("", "tierbench-")
+		if err != nil {
+			return nil, err
+		}
+		c.Out = dir
+	} else if err := os.MkdirAll(c.Out, 0o755); err != nil {
+		return nil, err
+	}
+	admin := redis.NewClient(&redis.Options{Addr: addr})
+	defer admin.Close()
+	version := "unknown (miniredis)"
+	if kind != string(embedredis.Miniredis) {
+		v, err := redisVersion(ctx, admin)
+		if err != nil {
+			return nil, fmt.Errorf("redis INFO at %s: %w", addr, err)
+		}
+		version = v
+	}
+	r := &runner{c: c, addr: addr, env: newEnv(version, kind), admin: admin, start: time.Now()}
+	res := &Results{Env: r.env, Params: params(c)}
+	fmt.Fprintf(w, "%s\n\n", r.env.header())
+
+	type scenario struct {
+		name string
+		run  func(context.Context, *runner) (*Section, error)
+	}
+	all := []scenario{
+		{"hot", hotSection},
+		{"mixed", func(ctx context.Context, r *runner) (*Section, error) { return mixedSection(ctx, r, false) }},
+		{"stampede", stampedeSection},
+		{"batch", batchSection},
+		{"outage", outageSection},
+		{"refresh", refreshSection},
+	}
+	for _, sc := range all {
+		if !c.runs(sc.name) {
 			continue
 		}
-		if err := runLibrary(ctx, c, lib, addr, run, &hot, &stale); err != nil {
-			return err
+		sections := []func(context.Context, *runner) (*Section, error){sc.run}
+		if sc.name == "mixed" && c.Saturate {
+			sections = append(sections, func(ctx context.Context, r *runner) (*Section, error) { return mixedSection(ctx, r, true) })
+		}
+		for _, run := range sections {
+			s, err := run(ctx, r)
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", sc.name, err)
+			}
+			res.Scenarios = append(res.Scenarios, s)
+			if err := s.writeMarkdown(w); err != nil {
+				return res, err
+			}
+			if err := s.writeSVG(filepath.Join(c.Out, s.Name+".svg")); err != nil {
+				return res, err
+			}
 		}
 	}
-	if c.runs("hot") {
-		fmt.Fprintln(w, "1. Hot-path hit latency (one cached key, tight loop; ns/op = wall time / total ops)")
-		if err := hot.write(w); err != nil {
-			return err
-		}
-		fmt.Fprintln(w)
+	if err := res.writeJSON(filepath.Join(c.Out, "results.json")); err != nil {
+		return res, err
 	}
-	if c.runs("staleness") {
-		fmt.Fprintln(w, "2. Staleness after a write (A writes, B reads until it sees the new value; time from A's write returning)")
-		if err := stale.write(w); err != nil {
-			return err
-		}
-		fmt.Fprintln(w)
-	}
-	if c.runs("outage") {
-		t, err := outageTable(ctx, addr, 3*time.Second, c.OutageFor, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "3. Redis blackholed for %v (%d nodes per library, each behind its own loopback proxy; %d paced reads/s per node over %d Zipf keys; loader %v)\n",
-			c.OutageFor, OutageNodes, OutageRate, OutageKeys, OutageLoadCost)
-		if err := t.write(w); err != nil {
-			return err
-		}
-		fmt.Fprintln(w)
-	}
-	if c.runs("refresh") {
-		t, err := refreshTable(ctx, addr, RefreshTTL, c.RefreshFor, func(sys string) { c.Progress("refresh: " + sys) })
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "4. Hot keys expiring (%d nodes per system; %d paced reads/s per node over %d Zipf keys; TTL %v; loader %v; measured %v after one TTL of warmup; a read waited if it took over %v)\n",
-			RefreshNodes, RefreshRate, RefreshKeys, RefreshTTL, RefreshLoadCost, c.RefreshFor, RefreshWaited)
-		if err := t.write(w); err != nil {
-			return err
-		}
-	}
-	return nil
+	fmt.Fprintf(w, "results.json and one SVG chart per scenario are in %s\n", c.Out)
+	return res, nil
 }
 
-func runLibrary(ctx context.Context, c Config, lib library, addr, run string, hot, stale *table) error {
-	a, err := lib.newNode(addr)
-	if err != nil {
-		return err
+// params records the run's parameters in results.json.
+func params(c Config) map[string]any {
+	return map[string]any{
+		"scenarios": c.Scenarios, "seed": c.Seed, "hot_for": c.HotFor.String(), "hot_keys": c.HotKeys,
+		"nodes": c.Nodes, "keys": c.Keys, "zipf_s": c.ZipfS, "rate_per_node": c.Rate, "write_frac": c.WriteFrac,
+		"mixed_warmup": c.MixedWarmup.String(), "mixed_for": c.MixedFor.String(), "saturate": c.Saturate,
+		"outage_warm": c.OutageWarm.String(), "outage_for": c.OutageFor.String(), "outage_after": c.OutageAfter.String(),
+		"refresh_warm": c.RefreshWarm.String(), "refresh_for": c.RefreshFor.String(),
 	}
-	defer a.close()
-	b, err := lib.newNode(addr)
-	if err != nil {
-		return err
-	}
-	defer b.close()
-
-	// Hot path, on node A.
-	key := hotKey + ":" + run
-	if err := a.write(ctx, key, "value"); err != nil {
-		return fmt.Errorf("%s: write: %w", lib.name, err)
-	}
-	if err := warm(ctx, a, lib, key, "value", 2*time.Second); err != nil {
-		return err
-	}
-	counts := []int{1}
-	if p := runtime.GOMAXPROCS(0); p > 1 {
-		counts = append(counts, p)
-	}
-	for _, g := range counts {
-		r := measureHot(ctx, a, key, g, c.Duration)
-		hot.add(lib.name, strconv.Itoa(g), fmt.Sprintf("%.1f", r.nsPerOp()),
-			fmt.Sprintf("%.2f", r.allocsPerOp()), strconv.FormatInt(r.ops, 10),
-			strconv.FormatInt(r.errors, 10), lib.note)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-
-	if !lib.shared {
-		stale.add(lib.name, "-", "-", "-", "-", "-", "n/a: "+strings.TrimPrefix(lib.note, "baseline: "))
-		return nil
-	}
-	trials, err := measureStaleness(ctx, lib, a, b, c.Trials, c.StaleCap, lib.name+":"+run)
-	if err != nil {
-		return err
-	}
-	s := summarize(trials, c.StaleCap)
-	note := lib.note
-	if !lib.invalidates {
-		note += fmt.Sprintf("; trials run %d at a time", concurrentTrials)
-	}
-	stale.add(lib.name, strconv.Itoa(s.trials), s.p50, s.p99, s.max, strconv.Itoa(s.stale), note)
-	return nil
 }
 
-func redisVersion(ctx context.Context, addr string) (string, error) {
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
+func redisVersion(ctx context.Context, rdb *redis.Client) (string, error) {
 	info, err := rdb.Info(ctx, "server").Result()
 	if err != nil {
-		return "", fmt.Errorf("redis INFO at %s: %w", addr, err)
+		return "", err
 	}
 	for line := range strings.Lines(info) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {

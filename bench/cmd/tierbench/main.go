@@ -1,12 +1,21 @@
-// Command tierbench runs tiercache side by side with raw go-redis, raw
-// ristretto, go-redis/cache and rueidis client-side caching, and prints the
-// hot-path hit latency and the staleness after a write as plain-text tables.
+// Command tierbench runs tiercache side by side with its peers (rueidis
+// client-side caching, go-redis v9's client-side caching, go-redis/cache,
+// sturdyc) and the raw baselines (go-redis with no local tier, ristretto
+// with no Redis), all in one process run, on the same Redis and seeds.
 //
-// It also runs an outage scenario (Redis blackholed under paced load) and a
-// refresh scenario (hot keys expiring under paced load, beside sturdyc's
-// early refreshes).
+// Scenarios: hot (hit latency at 1, 1,024 and 65,536 keys), mixed (several
+// nodes, Zipf keys, paced reads and writes, freshness against a truth
+// map), stampede (one cold key read everywhere at once), batch (100 keys
+// per call), outage (Redis blackholed) and refresh (hot keys expiring).
 //
-//	go -C bench run ./cmd/tierbench [-redis host:port] [-duration 2s] [-trials 200] [-scenarios hot,staleness,outage,refresh] [-outage 5s] [-refresh 10s]
+// It prints markdown tables on stdout, a progress line per system on
+// stderr, and writes results.json and one SVG chart per scenario to -out.
+//
+//	go -C bench run ./cmd/tierbench [flags]
+//
+// Without -redis it starts redis-server on a free 127.0.0.1 port (or, with
+// a warning, an in-process miniredis). It runs FLUSHALL between systems:
+// never give it a Redis whose data matters.
 package main
 
 import (
@@ -27,30 +36,45 @@ func main() { os.Exit(run()) }
 // runs before the process exits.
 func run() int {
 	var c bench.Config
-	flag.StringVar(&c.Redis, "redis", "", "Redis host:port; empty starts a redis-server child on a free 127.0.0.1 port")
-	flag.DurationVar(&c.Duration, "duration", 0, "how long each hot-path case runs (default 2s)")
-	flag.IntVar(&c.Trials, "trials", 0, "staleness trials per library (default 200)")
-	flag.DurationVar(&c.StaleCap, "stale-cap", 0, "how long a staleness trial waits for the new value (default 2s)")
-	scenarios := flag.String("scenarios", "hot,staleness,outage,refresh", "comma-separated scenarios to run: hot, staleness, outage, refresh")
-	flag.DurationVar(&c.OutageFor, "outage", 0, "how long the outage scenario blackholes Redis (default 5s)")
-	flag.DurationVar(&c.RefreshFor, "refresh", 0, "how long the refresh scenario measures each system (default 10s)")
+	flag.StringVar(&c.Redis, "redis", "", "Redis host:port (it gets FLUSHALL); empty starts redis-server on a free 127.0.0.1 port, or miniredis if it is missing")
+	scenarios := flag.String("scenarios", strings.Join(bench.Scenarios, ","), "comma-separated scenarios to run")
+	flag.StringVar(&c.Out, "out", "", "directory for results.json and the SVG charts (default: a fresh temporary directory)")
+	systems := flag.String("systems", "", "comma-separated systems to run (default: all)")
+	flag.Uint64Var(&c.Seed, "seed", 1, "seed for every workload")
+	flag.DurationVar(&c.HotFor, "hot", 0, "how long each hot-path case runs (default 200ms)")
+	flag.IntVar(&c.Nodes, "nodes", 0, "replicas per system in the mixed and stampede scenarios (default 4)")
+	flag.IntVar(&c.Keys, "keys", 0, "key space of the mixed scenario (default 10000)")
+	flag.Float64Var(&c.ZipfS, "zipf", 0, "Zipf exponent of the mixed scenario's keys, > 1 (default 1.1)")
+	flag.IntVar(&c.Rate, "rate", 0, "operations per second per node in the mixed scenario (default 1000)")
+	flag.Float64Var(&c.WriteFrac, "writes", 0, "fraction of the mixed scenario's operations that are writes (default 0.02)")
+	flag.DurationVar(&c.MixedFor, "mixed", 0, "how long the mixed scenario measures each system (default 3s)")
+	flag.BoolVar(&c.Saturate, "saturate", false, "also run the mixed scenario with no pacing, as its own table")
+	flag.DurationVar(&c.OutageFor, "outage", 0, "how long the outage scenario blackholes Redis (default 2s; 1s of warmup before, 3s of recovery after)")
+	flag.DurationVar(&c.RefreshFor, "refresh", 0, "how long the refresh scenario measures each system (default 3s)")
+	smoke := flag.Bool("smoke", false, "run every scenario and system for a moment, as CI does (its figures mean nothing)")
 	flag.Parse()
+	if *smoke {
+		s := bench.Smoke()
+		s.Redis, s.Out, s.Seed, s.Saturate = c.Redis, c.Out, c.Seed, c.Saturate
+		c = s
+	}
+	c.Scenarios = nil
 	for _, s := range strings.Split(*scenarios, ",") {
-		switch s = strings.TrimSpace(s); s {
-		case "hot", "staleness", "outage", "refresh":
+		if s = strings.TrimSpace(s); s != "" {
 			c.Scenarios = append(c.Scenarios, s)
-		case "":
-		default:
-			fmt.Fprintf(os.Stderr, "tierbench: unknown scenario %q (want hot, staleness, outage, refresh)\n", s)
-			return 2
+		}
+	}
+	for _, s := range strings.Split(*systems, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.Systems = append(c.Systems, s)
 		}
 	}
 	c.Progress = func(line string) { fmt.Fprintln(os.Stderr, "tierbench:", line) }
 
-	// Ctrl-C cancels the run; Run then returns and kills its redis-server.
+	// Ctrl-C cancels the run; Run then returns and stops its Redis.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bench.Run(ctx, c, os.Stdout); err != nil {
+	if _, err := bench.Run(ctx, c, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "tierbench:", err)
 		return 1
 	}
