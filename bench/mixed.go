@@ -116,13 +116,13 @@ type mixedRead struct {
 
 // mixedResult is one system's run.
 type mixedResult struct {
-	reads                []mixedRead
-	writes, writeErrors  int64
-	readErrors           int64
-	loads, local         int64 // in the measured window; local -1: unknown
-	commands             float64
-	elapsed              time.Duration
-	truth                *truth
+	reads               []mixedRead
+	writes, writeErrors int64
+	readErrors          int64
+	loads, local        int64 // in the measured window; local -1: unknown
+	commands            float64
+	elapsed             time.Duration
+	truth               *truth
 }
 
 // runMixed runs the scenario for sys.

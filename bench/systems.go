@@ -366,16 +366,16 @@ type sturdycNode struct {
 // sturdycHits is a sturdyc.MetricsRecorder that counts local hits.
 type sturdycHits struct{ n atomic.Int64 }
 
-func (h *sturdycHits) CacheHit()                    { h.n.Add(1) }
-func (h *sturdycHits) CacheMiss()                   {}
-func (h *sturdycHits) AsynchronousRefresh()         {}
-func (h *sturdycHits) SynchronousRefresh()          {}
-func (h *sturdycHits) MissingRecord()               {}
-func (h *sturdycHits) ForcedEviction()              {}
-func (h *sturdycHits) EntriesEvicted(int)           {}
-func (h *sturdycHits) ShardIndex(int)               {}
-func (h *sturdycHits) CacheBatchRefreshSize(int)    {}
-func (h *sturdycHits) ObserveCacheSize(func() int)  {}
+func (h *sturdycHits) CacheHit()                   { h.n.Add(1) }
+func (h *sturdycHits) CacheMiss()                  {}
+func (h *sturdycHits) AsynchronousRefresh()        {}
+func (h *sturdycHits) SynchronousRefresh()         {}
+func (h *sturdycHits) MissingRecord()              {}
+func (h *sturdycHits) ForcedEviction()             {}
+func (h *sturdycHits) EntriesEvicted(int)          {}
+func (h *sturdycHits) ShardIndex(int)              {}
+func (h *sturdycHits) CacheBatchRefreshSize(int)   {}
+func (h *sturdycHits) ObserveCacheSize(func() int) {}
 
 func newSturdyc(addr string, o nodeOptions) (node, error) {
 	o = o.withDefaults()
