@@ -232,6 +232,8 @@ func fmtDur(d time.Duration) string {
 	switch {
 	case d < 0:
 		return "never"
+	case d == 0:
+		return "0"
 	case d < time.Microsecond:
 		return fmt.Sprintf("%d ns", d.Nanoseconds())
 	case d < 100*time.Microsecond:

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 )
 
 // Chart is one panel of a scenario's SVG: horizontal bars, grouped.
@@ -101,7 +102,7 @@ func (c Chart) groups(s *Section) (gs []group, legend []string) {
 // writeSVG draws every chart of s, one panel under another, into path.
 func (s *Section) writeSVG(path string) error {
 	var body bytes.Buffer
-	y := 40.0
+	y := 22 + 18*float64(len(wrap(s.Title, 105)))
 	for _, c := range s.Charts {
 		y = c.draw(&body, s, y) + 24
 	}
@@ -109,7 +110,9 @@ func (s *Section) writeSVG(path string) error {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%.0f" viewBox="0 0 %d %.0f" font-family="sans-serif" font-size="12">`+"\n",
 		svgWidth, y, svgWidth, y)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="10" y="24" font-size="16" font-weight="bold">%s</text>`+"\n", esc(s.Title))
+	for i, line := range wrap(s.Title, 105) {
+		fmt.Fprintf(&b, `<text x="10" y="%d" font-size="15" font-weight="bold">%s</text>`+"\n", 22+18*i, esc(line))
+	}
 	b.Write(body.Bytes())
 	b.WriteString("</svg>\n")
 	return os.WriteFile(path, b.Bytes(), 0o644)
@@ -131,7 +134,11 @@ func (c Chart) draw(b *bytes.Buffer, s *Section, y float64) float64 {
 	}
 	// The scale: linear from 0, or log over whole decades.
 	if c.Log {
+		minV := lo
 		lo = math.Pow(10, math.Floor(math.Log10(lo)))
+		if lo >= minV { // the smallest bar would have no length
+			lo /= 10
+		}
 		hi = math.Pow(10, math.Ceil(math.Log10(hi)))
 		if hi <= lo {
 			hi = lo * 10
@@ -141,7 +148,7 @@ func (c Chart) draw(b *bytes.Buffer, s *Section, y float64) float64 {
 		if hi <= lo {
 			hi = lo + 1
 		}
-		hi *= 1.05
+		hi = niceCeil(hi)
 	}
 	plotW := float64(svgWidth - labelW - valueW - 20)
 	x := func(v float64) float64 {
@@ -217,6 +224,37 @@ func ticks(lo, hi float64, log bool) []float64 {
 		ts = append(ts, lo+(hi-lo)*float64(i)/5)
 	}
 	return ts
+}
+
+// niceCeil rounds v up to 1, 2, 2.5 or 5 times a power of ten, times 5, so
+// that five ticks from 0 land on round numbers.
+func niceCeil(v float64) float64 {
+	step := v / 5
+	p := math.Pow(10, math.Floor(math.Log10(step)))
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if m*p >= step {
+			return 5 * m * p
+		}
+	}
+	return 50 * p
+}
+
+// wrap breaks s into lines of at most width runes, at spaces.
+func wrap(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(s) {
+		if line != "" && len([]rune(line))+1+len([]rune(w)) > width {
+			lines = append(lines, line)
+			line = w
+			continue
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return append(lines, line)
 }
 
 func esc(s string) string {
