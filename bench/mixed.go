@@ -294,13 +294,14 @@ func mixedSection(ctx context.Context, r *runner, saturate bool) (*Section, erro
 			{"p99", "read p99", UnitNs},
 			{"p999", "read p99.9", UnitNs},
 			{"local", "local hits", UnitFrac},
+			{"redis", "Redis hits", UnitFrac},
 			{"loads", "loader calls/read", UnitFrac},
 			{"cmds_op", "Redis cmds/op", UnitFloat},
 			{"writes_node_s", "acked writes/node/s", UnitCount},
 		},
 		Notes: []string{
 			fmt.Sprintf("Each node runs %d workers; a write updates the database, then calls the system's write API, and is acknowledged when that returns; a read is the system's cache-aside call, whose loader reads the database (%v). "+
-				"\"local hits\" is the share of reads the local tier answered, where the system reports it; \"loader calls/read\" counts every loader call, background refreshes included. "+
+				"\"local hits\" is the share of reads the local tier answered, where the system reports it; \"loader calls/read\" counts every loader call, background refreshes included; \"Redis hits\" is what is left (1 − local − loader, at least 0). "+
 				"\"Redis cmds/op\" is the server's total_commands_processed over the window divided by all operations: pub/sub, leases and heartbeats included.", mixedWorkers, mixedLoadCost),
 			"A read is **fresh at Δ** unless it returned a version older than one acknowledged more than Δ before it began. " +
 				"\"nines\" is −log10(1 − fraction fresh); with no stale read it is shown as ≥ log10(reads). \"stale > 1.5s\" counts reads behind by more than 1.5 s.",
@@ -365,6 +366,11 @@ func mixedRow(r *runner, sys system, res mixedResult) Row {
 		v["local"] = float64(res.local) / float64(max(reads, 1))
 	} else if !sys.local {
 		v["local"] = 0
+	}
+	if l, ok := v["local"]; ok {
+		// What neither the local tier nor the loader answered came from
+		// Redis (a floor of 0: background loads count as loader calls).
+		v["redis"] = max(0, 1-l-v["loads"])
 	}
 	if !math.IsNaN(res.commands) && ops > 0 {
 		v["cmds_op"] = res.commands / ops
