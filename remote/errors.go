@@ -4,6 +4,35 @@ import (
 	"fmt"
 )
 
+// OpError is the error of a [Store] call that reached for Redis and failed,
+// or was refused at once by the circuit breaker: the operation, what it was
+// about, and the cause, which Unwrap returns ([ErrUnavailable],
+// [ErrFenced], a codec's error, or the go-redis client's). Bad input is
+// reported by *[KeyError] and *[ValueSizeError] instead.
+type OpError struct {
+	Op     string // "get", "get many", "lease", "fill", "release", "write", "refresh" or "encode"
+	Detail string // the key, quoted, or a count of keys; may be empty
+	Err    error
+}
+
+func (e *OpError) Error() string {
+	if e.Detail == "" {
+		return "remote " + e.Op + ": " + e.Err.Error()
+	}
+	return "remote " + e.Op + " " + e.Detail + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *OpError) Unwrap() error { return e.Err }
+
+// opError makes the *OpError of op on key.
+func opError(op, key string, err error) error {
+	return &OpError{Op: op, Detail: fmt.Sprintf("%q", shortKey(key)), Err: err}
+}
+
+// The messages of KeyError, ValueSizeError and DecodeError name no
+// package: package tiered returns them too, wrapped in its own operation.
+
 // KeyError reports a key that cannot be stored: empty, or longer than
 // [Options.MaxKeySize]. [Store.CheckKey] and every method that takes keys
 // return it.
@@ -16,9 +45,9 @@ type KeyError struct {
 
 func (e *KeyError) Error() string {
 	if e.Len == 0 {
-		return "remote: key is empty"
+		return "key is empty"
 	}
-	return fmt.Sprintf("remote: key %q is %s: %d bytes, limit %d", e.Key, e.Reason, e.Len, e.Limit)
+	return fmt.Sprintf("key %q is %s: %d bytes, limit %d", e.Key, e.Reason, e.Len, e.Limit)
 }
 
 // ValueSizeError reports an envelope larger than [Options.MaxValueSize].
@@ -30,7 +59,7 @@ type ValueSizeError struct {
 }
 
 func (e *ValueSizeError) Error() string {
-	return fmt.Sprintf("remote: value of key %q is %d bytes, limit %d", e.Key, e.Size, e.Limit)
+	return fmt.Sprintf("value of key %q is %d bytes, limit %d", e.Key, e.Size, e.Limit)
 }
 
 // DecodeError reports bytes read from Redis that are not a valid envelope for
@@ -45,9 +74,9 @@ type DecodeError struct {
 
 func (e *DecodeError) Error() string {
 	if e.Err != nil {
-		return fmt.Sprintf("remote: decode %q: %s: %v", e.Key, e.Reason, e.Err)
+		return fmt.Sprintf("decode %q: %s: %v", e.Key, e.Reason, e.Err)
 	}
-	return fmt.Sprintf("remote: decode %q: %s", e.Key, e.Reason)
+	return fmt.Sprintf("decode %q: %s", e.Key, e.Reason)
 }
 
 // Unwrap returns the underlying codec or decompressor error, if any.

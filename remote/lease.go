@@ -113,12 +113,12 @@ func (s *Store) GetOrLease(ctx context.Context, key string, leaseTTL time.Durati
 		return Lease{}, s.decodeError(key, "not a string (WRONGTYPE)", err)
 	}
 	if errors.Is(err, ErrUnavailable) { // nothing was sent
-		return Lease{}, fmt.Errorf("remote lease %q: %w", shortKey(key), err)
+		return Lease{}, opError("lease", key, err)
 	}
 	if err != nil {
 		// The command may have run and stored our marker (a reply that
 		// timed out): hand back the token, so the caller can release it.
-		return Lease{Token: token}, fmt.Errorf("remote lease %q: %w", shortKey(key), err)
+		return Lease{Token: token}, opError("lease", key, err)
 	}
 	return s.leaseResult(key, res, token, now)
 }
@@ -207,7 +207,7 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, leaseTTL time
 			leases[i] = Lease{Token: tokens[i]} // as in GetOrLease
 		}
 		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("remote lease %q: %w", shortKey(keys[i]), err)
+			firstErr = opError("lease", keys[i], err)
 		}
 	}
 	return leases, firstErr
@@ -254,7 +254,7 @@ func (s *Store) Fill(ctx context.Context, key string, token, data []byte, ttl ti
 	}
 	res, _, err := s.evalOne(ctx, opFill, fillScript, s.prefix+key, token, data, millis(ttl))
 	if err != nil {
-		return false, fmt.Errorf("remote fill %q: %w", shortKey(key), err)
+		return false, opError("fill", key, err)
 	}
 	return s.fillResult(res, len(data)), nil
 }
@@ -289,7 +289,7 @@ func (s *Store) FillMany(ctx context.Context, ops []FillOp) ([]bool, error) {
 		res, err := c.Result()
 		if err != nil {
 			if firstErr == nil {
-				firstErr = fmt.Errorf("remote fill %q: %w", shortKey(ops[i].Key), err)
+				firstErr = opError("fill", ops[i].Key, err)
 			}
 			continue
 		}
@@ -317,7 +317,7 @@ func (s *Store) Release(ctx context.Context, key string, token []byte) error {
 		return err
 	}
 	if _, _, err := s.evalOne(ctx, opRelease, releaseScript, s.prefix+key, token); err != nil {
-		return fmt.Errorf("remote release %q: %w", shortKey(key), err)
+		return opError("release", key, err)
 	}
 	return nil
 }
@@ -352,7 +352,7 @@ func (s *Store) ReleaseMany(ctx context.Context, keys []string, tokens [][]byte)
 	})
 	for i, c := range cmds {
 		if err := c.Err(); err != nil {
-			return fmt.Errorf("remote release %q: %w", shortKey(keys[i]), err)
+			return opError("release", keys[i], err)
 		}
 	}
 	return nil

@@ -75,6 +75,18 @@ type Options struct {
 	OnBreakerChange func(open bool)
 }
 
+// DefaultCompressThreshold is the [Options].CompressThreshold of a zero
+// Options, in bytes.
+const DefaultCompressThreshold = defaultCompressThreshold
+
+// MinValueSize is the least [Options].MaxValueSize: an envelope's header
+// plus a lease token, and one byte more.
+const MinValueSize = headerLen + tokenLen + 1
+
+// MinUserCodecID is the first [Codec] ID free for user codecs; IDs below
+// it, other than those of [JSON] and [Msgpack], are reserved.
+const MinUserCodecID = codecUserMin
+
 // Defaults of the Options fields.
 const (
 	defaultTimeout           = time.Second
@@ -127,7 +139,7 @@ func (o Options) validate() error {
 		return fmt.Errorf("remote: Options.Timeout is negative: %v", o.Timeout)
 	case o.MaxKeySize < 0:
 		return fmt.Errorf("remote: Options.MaxKeySize is negative: %d", o.MaxKeySize)
-	case o.MaxValueSize <= headerLen+tokenLen:
+	case o.MaxValueSize < MinValueSize:
 		return fmt.Errorf("remote: Options.MaxValueSize must be over %d: %d", headerLen+tokenLen, o.MaxValueSize)
 	case o.CompressThreshold < 0:
 		return fmt.Errorf("remote: Options.CompressThreshold is negative: %d", o.CompressThreshold)

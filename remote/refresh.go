@@ -161,7 +161,7 @@ func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, loc
 		return Refresh{State: RefreshGone}, nil
 	}
 	if err != nil {
-		return Refresh{}, fmt.Errorf("remote refresh %q: %w", shortKey(key), err)
+		return Refresh{}, opError("refresh", key, err)
 	}
 	switch v := res.(type) {
 	case int64:
@@ -217,7 +217,7 @@ func (s *Store) FinishRefresh(ctx context.Context, key string, r Refresh, data [
 	res, _, err := s.evalKeys(ctx, opRefresh, finishRefreshScript, []string{full, lock},
 		r.token, r.from, data, millis(ttl))
 	if err != nil {
-		return false, fmt.Errorf("remote refresh %q: %w", shortKey(key), err)
+		return false, opError("refresh", key, err)
 	}
 	stored := res == int64(1)
 	if stored {

@@ -135,7 +135,7 @@ func (it Item) Expiry() uint64 { return it.expiry }
 func (s *Store) Encode(key string, v any, ttl time.Duration) ([]byte, error) {
 	raw, err := s.marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("remote encode %q: %w", shortKey(key), err)
+		return nil, opError("encode", key, err)
 	}
 	if size := headerLen + len(raw); size > s.opts.MaxValueSize {
 		return nil, &ValueSizeError{Key: shortKey(key), Size: size, Limit: s.opts.MaxValueSize}
@@ -272,7 +272,7 @@ func (s *Store) Get(ctx context.Context, key string) (it Item, ok bool, err erro
 	}
 	rctx, cancel, start, ok := s.begin(ctx)
 	if !ok {
-		return Item{}, false, fmt.Errorf("remote get %q: %w", shortKey(key), ErrUnavailable)
+		return Item{}, false, opError("get", key, ErrUnavailable)
 	}
 	var b []byte
 	if s.masterReads {
@@ -291,7 +291,7 @@ func (s *Store) Get(ctx context.Context, key string) (it Item, ok bool, err erro
 		return Item{}, false, s.decodeError(key, "not a string (WRONGTYPE)", err)
 	}
 	if err != nil {
-		return Item{}, false, fmt.Errorf("remote get %q: %w", shortKey(key), err)
+		return Item{}, false, opError("get", key, err)
 	}
 	it, res, err := s.read(key, b, now)
 	return it, res == readEntry, err
@@ -329,7 +329,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (items []Item, ok []
 	full := s.fullKeys(keys)
 	rctx, cancel, start, admitted := s.begin(ctx)
 	if !admitted {
-		return items, ok, fmt.Errorf("remote get many (%d keys): %w", len(keys), ErrUnavailable)
+		return items, ok, &OpError{Op: "get many", Detail: fmt.Sprintf("(%d keys)", len(keys)), Err: ErrUnavailable}
 	}
 	var vals []any
 	switch {
@@ -352,7 +352,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (items []Item, ok []
 		}
 	}
 	if err != nil {
-		return items, ok, fmt.Errorf("remote get many (%d keys, first %q): %w", len(keys), shortKey(keys[0]), err)
+		return items, ok, &OpError{Op: "get many", Detail: fmt.Sprintf("(%d keys, first %q)", len(keys), shortKey(keys[0])), Err: err}
 	}
 	return items, ok, nil
 }

@@ -99,12 +99,12 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 		rctx, cancel, start, ok := s.begin(ctx)
 		defer cancel()
 		if !ok {
-			return fmt.Errorf("remote write (message only): %w", ErrUnavailable)
+			return &OpError{Op: "write", Detail: "(message only)", Err: ErrUnavailable}
 		}
 		err := s.publish(rctx, channel, msg)
 		s.end(rctx, opWrite, start, err)
 		if err != nil {
-			return fmt.Errorf("remote write (message only): %w", err)
+			return &OpError{Op: "write", Detail: "(message only)", Err: err}
 		}
 		s.stats.bytesWritten.Add(uint64(len(msg)))
 		return nil
@@ -120,13 +120,13 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 		// counts its own round trip.
 		cmds, err = s.writeBySlot(ctx, sets, dels, channel, msg)
 		if errors.Is(err, ErrUnavailable) {
-			return fmt.Errorf("remote write (%d sets, %d deletes): %w", len(sets), len(dels), ErrUnavailable)
+			return writeError(sets, dels, ErrUnavailable)
 		}
 	} else {
 		rctx, cancel, start, ok := s.begin(ctx)
 		if !ok {
 			cancel()
-			return fmt.Errorf("remote write (%d sets, %d deletes): %w", len(sets), len(dels), ErrUnavailable)
+			return writeError(sets, dels, ErrUnavailable)
 		}
 		if s.topo == topoSingle {
 			if err = s.raiseIfPending(rctx); err == nil {
@@ -163,8 +163,11 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 			failed++
 		}
 	}
-	return fmt.Errorf("remote write (%d sets, %d deletes, %d of %d commands failed): %w",
-		len(sets), len(dels), failed, len(cmds), err)
+	return writeError(sets, dels, fmt.Errorf("%d of %d commands failed: %w", failed, len(cmds), err))
+}
+
+func writeError(sets []SetOp, dels []string, err error) error {
+	return &OpError{Op: "write", Detail: fmt.Sprintf("(%d sets, %d deletes)", len(sets), len(dels)), Err: err}
 }
 
 // writePipelined runs the writes as single-key commands in one plain
