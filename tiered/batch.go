@@ -14,19 +14,24 @@ import (
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, error) {
 	out := make(map[string]V, len(keys))
 	missing, err := c.fromL1(ctx, keys, out, nil)
-	if err != nil || len(missing) == 0 {
-		return out, err
+	if err != nil {
+		return out, opError("get many", nil, err)
+	}
+	if len(missing) == 0 {
+		return out, nil
 	}
 	stamps := make([]local.Stamp, len(missing))
 	for i, k := range missing {
 		stamps[i] = c.l1.Stamp(k)
 	}
-	items, ok, err := c.l2.GetMany(ctx, missing)
+	tctx, end := c.trace(ctx, OpL2, "get_many", len(missing))
+	items, ok, err := c.l2.GetMany(tctx, missing)
+	end(err)
 	if err != nil {
-		c.l2Failed("get_many", err)
-		return nil, wrap("get many", err)
+		c.l2Failed(ctx, "get_many", len(missing), err)
+		return nil, opError("get many", missing, err)
 	}
-	c.fails.success(c.opts.Logger, c.opts.Namespace)
+	c.fails.success(ctx, c.opts.Logger, c.opts.Namespace)
 	for i, k := range missing {
 		if !ok[i] {
 			c.st.l2Misses.Add(1)
@@ -52,8 +57,11 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string) (map[string]V, er
 func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, loader BatchLoader[V]) (map[string]V, error) {
 	out := make(map[string]V, len(keys))
 	missing, err := c.fromL1(ctx, keys, out, loader)
-	if err != nil || len(missing) == 0 {
-		return out, err
+	if err != nil {
+		return out, opError("get or load many", nil, err)
+	}
+	if len(missing) == 0 {
+		return out, nil
 	}
 	fs, led, ledFs := c.flight.claim(missing, c.joinAge())
 	if len(led) > 0 {

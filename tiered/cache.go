@@ -3,7 +3,6 @@ package tiered
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -60,7 +59,11 @@ type Cache[V any] struct {
 func New[V any](o Options) (*Cache[V], error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
-		return nil, err
+		var each []error
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			each = append(each, opError("new", nil, e))
+		}
+		return nil, errors.Join(each...)
 	}
 	blog := new(breakerLog)
 	l2, err := remote.New(remote.Options{
@@ -79,11 +82,11 @@ func New[V any](o Options) (*Cache[V], error) {
 		OnBreakerChange:    func(open bool) { blog.change(o.Logger, o.Namespace, open) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("tiered: %w", err)
+		return nil, opError("new", nil, err)
 	}
 	l1, err := local.New[V](local.Options{MaxCost: o.LocalMaxCost, KeepExpired: o.StaleWhileRevalidate})
 	if err != nil {
-		return nil, fmt.Errorf("tiered: %w", err)
+		return nil, opError("new", nil, err)
 	}
 	warnUnboundedTimeout(o)
 	c := &Cache[V]{opts: o, l1: l1, l2: l2, bus: o.Bus}
@@ -99,7 +102,7 @@ func New[V any](o Options) (*Cache[V], error) {
 		})
 		if err != nil {
 			l1.Close()
-			return nil, fmt.Errorf("tiered: %w", err)
+			return nil, opError("new", nil, err)
 		}
 		c.ownBus = true
 	}
@@ -109,7 +112,7 @@ func New[V any](o Options) (*Cache[V], error) {
 			_ = c.bus.Close()
 		}
 		l1.Close()
-		return nil, fmt.Errorf("tiered: %w", err)
+		return nil, opError("new", nil, err)
 	}
 	c.closing, c.cancel = context.WithCancel(context.Background())
 	return c, nil
@@ -219,15 +222,17 @@ func (c *Cache[V]) getL2(ctx context.Context, key string) (V, error) {
 		return zero, ErrClosed
 	}
 	if err := c.l2.CheckKey(key); err != nil {
-		return zero, err
+		return zero, opError("get", nil, err)
 	}
 	st := c.l1.Stamp(key)
-	it, ok, err := c.l2.Get(ctx, key)
+	tctx, end := c.trace(ctx, OpL2, "get", 1)
+	it, ok, err := c.l2.Get(tctx, key)
+	end(err)
 	if err != nil && !isDecodeError(err) {
-		c.l2Failed("get", err)
-		return zero, err
+		c.l2Failed(ctx, "get", 1, err)
+		return zero, opError("get", []string{key}, err)
 	}
-	c.fails.success(c.opts.Logger, c.opts.Namespace)
+	c.fails.success(ctx, c.opts.Logger, c.opts.Namespace)
 	if !ok { // a decode error is counted by remote
 		c.st.l2Misses.Add(1)
 		return zero, ErrNotFound
@@ -301,10 +306,13 @@ func (c *Cache[V]) invalidateLocal(keys []string) {
 	c.flight.forget(keys)
 }
 
-// l2Failed counts a Redis failure on the read path and logs, rate-limited.
-func (c *Cache[V]) l2Failed(op string, err error) {
+// l2Failed counts a failed Redis round trip of a read, load or refresh,
+// for readKeys keys looked up (0 for a fill or release), and logs,
+// rate-limited.
+func (c *Cache[V]) l2Failed(ctx context.Context, op string, readKeys int, err error) {
 	c.st.l2Errors.Add(1)
-	c.fails.failure(c.opts.Logger, c.opts.Namespace, op, err)
+	c.st.l2ErrorKeys.Add(uint64(readKeys))
+	c.fails.failure(ctx, c.opts.Logger, c.opts.Namespace, op, err)
 }
 
 func isDecodeError(err error) bool {

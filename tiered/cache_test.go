@@ -14,50 +14,6 @@ import (
 	"github.com/tiercache/tiercache/remote"
 )
 
-func TestOptionsValidate(t *testing.T) {
-	s := redistest.Mini(t)
-	rdb := s.Client(t)
-	tests := []struct {
-		name string
-		give Options
-		want string
-	}{
-		{"no redis", Options{Namespace: "n"}, "Options.Redis is required"},
-		{"no namespace", Options{Redis: rdb}, "Options.Namespace is required"},
-		{"local ttl above ttl", Options{Redis: rdb, Namespace: "n", TTL: time.Second, LocalTTL: time.Minute}, "Options.LocalTTL"},
-		{"negative ttl", Options{Redis: rdb, Namespace: "n", TTL: -time.Second}, "Options.TTL must not be negative"},
-		{"negative cost", Options{Redis: rdb, Namespace: "n", LocalMaxCost: -1}, "Options.LocalMaxCost"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := New[string](tt.give)
-			if err == nil {
-				_ = c.Close()
-				t.Fatalf("New(%s) = nil error, want one containing %q", tt.name, tt.want)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("New(%s) error = %q, want it to contain %q", tt.name, err, tt.want)
-			}
-		})
-	}
-}
-
-func TestOptionsDefaults(t *testing.T) {
-	got := Options{Namespace: "n"}.String()
-	for _, want := range []string{"TTL=10m0s", "LocalTTL=1m0s", "LocalMaxCost=67108864", "NegativeTTL=10s",
-		"LoadTimeout=10s", "LeaseTTL=10s", "LeaseWait=1s", "MaxStaleness=2s", "HeartbeatInterval=500ms",
-		"Codec=remote.JSON", "RedisTimeout=250ms", "MaxKeySize=1024", "MaxValueSize=1048576",
-		"BreakerThreshold=3", "BreakerMinOpen=100ms", "BreakerMaxOpen=1s", "MaxConcurrentLoads=0", "StaleIfError=0s"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("Options{}.String() = %q, want it to contain %q", got, want)
-		}
-	}
-	// LocalTTL defaults to TTL when TTL is under a minute.
-	if got := (Options{TTL: 5 * time.Second}).withDefaults().LocalTTL; got != 5*time.Second {
-		t.Errorf("LocalTTL default with TTL=5s = %v, want 5s", got)
-	}
-}
-
 func TestSetGetDelete(t *testing.T) {
 	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
 		ctx := context.Background()

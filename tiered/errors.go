@@ -47,7 +47,8 @@ type ValueSizeError = remote.ValueSizeError
 type DecodeError = remote.DecodeError
 
 // PanicError is what every caller waiting on a load gets when the loader
-// panicked. The panic is recovered, so the process keeps running.
+// (or the codec, while the load stored its value) panicked. The panic is
+// recovered, so the process keeps running.
 type PanicError struct {
 	// Value is what the loader passed to panic.
 	Value any
@@ -56,5 +57,41 @@ type PanicError struct {
 }
 
 func (e *PanicError) Error() string {
-	return fmt.Sprintf("tiered: loader panicked: %v\n\n%s", e.Value, e.Stack)
+	return fmt.Sprintf("tiered load: loader panicked: %v\n\n%s", e.Value, e.Stack)
+}
+
+// Unwrap returns Value if it is an error, so that errors.Is and errors.As
+// see what the loader panicked with; otherwise nil.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// Errors returned by a Cache read "tiered <operation>[ <keys>]: <cause>",
+// where the operation is the method's name in lower case (get, get many,
+// get or load, get or load many, set, set many, delete, clear, new) or
+// "load" for the shared load a caller waited on. A few are returned as
+// they are: ErrNotFound, ErrClosed, a loader's own error, and the
+// caller's context error. Sentinels and typed errors inside are matched
+// with errors.Is and errors.As.
+
+// opError names op, and for an error from L2 the keys it concerned, in
+// front of err's cause. L2's own name for the call is dropped: a caller
+// knows the method it called, and the remote store is how the cache does
+// it, not part of its API.
+func opError(op string, keys []string, err error) error {
+	if err == nil || err == ErrClosed || err == ErrNotFound {
+		return err
+	}
+	var oe *remote.OpError
+	if !errors.As(err, &oe) {
+		return fmt.Errorf("tiered %s: %w", op, err)
+	}
+	switch len(keys) {
+	case 0:
+		return fmt.Errorf("tiered %s: %w", op, oe.Err)
+	case 1:
+		return fmt.Errorf("tiered %s %q: %w", op, logKey(keys[0]), oe.Err)
+	}
+	return fmt.Errorf("tiered %s (%d keys, first %q): %w", op, len(keys), logKey(keys[0]), oe.Err)
 }

@@ -68,7 +68,7 @@ func (c *Cache[V]) loadOne(ctx context.Context, key string, loader Loader[V]) (V
 		return zero, ErrClosed
 	}
 	if err := c.l2.CheckKey(key); err != nil {
-		return zero, err
+		return zero, opError("get or load", nil, err)
 	}
 	keys := []string{key}
 	fs, led, ledFs := c.flight.claim(keys, c.joinAge())
@@ -172,22 +172,24 @@ func (c *Cache[V]) lead(callerCtx context.Context, keys []string, fs []*flight[V
 func (c *Cache[V]) leaseRound(ctx context.Context, keys []string) []remote.Lease {
 	var leases []remote.Lease
 	var err error
+	tctx, end := c.trace(ctx, OpL2, "lease", len(keys))
 	if len(keys) == 1 { // a plain command, not a pipeline of one
 		var l remote.Lease
-		l, err = c.l2.GetOrLease(ctx, keys[0], c.opts.LeaseTTL)
+		l, err = c.l2.GetOrLease(tctx, keys[0], c.opts.LeaseTTL)
 		leases = []remote.Lease{l}
 	} else {
-		leases, err = c.l2.GetOrLeaseMany(ctx, keys, c.opts.LeaseTTL)
+		leases, err = c.l2.GetOrLeaseMany(tctx, keys, c.opts.LeaseTTL)
 	}
+	end(err)
 	if leases == nil { // bad input, which Redis never saw: nothing leased
 		leases = make([]remote.Lease, len(keys))
 	}
 	switch {
 	case isDecodeError(err): // counted by remote; the key is loaded unfilled
 	case err != nil:
-		c.l2Failed("lease", err)
+		c.l2Failed(ctx, "lease", len(keys), err)
 	default:
-		c.fails.success(c.opts.Logger, c.opts.Namespace)
+		c.fails.success(ctx, c.opts.Logger, c.opts.Namespace)
 	}
 	return leases
 }
@@ -207,7 +209,7 @@ func (c *Cache[V]) startLoad(callerCtx context.Context, j *job[V]) {
 				keys, tokens = append(keys, j.keys[i]), append(tokens, l.Token)
 			}
 		}
-		c.release(keys, tokens)
+		c.release(callerCtx, keys, tokens)
 		for _, i := range j.pending {
 			c.flight.finish(j.keys[i], j.fs[i], result[V]{err: ErrClosed})
 		}
@@ -250,7 +252,7 @@ func (c *Cache[V]) aborted(ctx context.Context) error {
 	if c.closing.Err() != nil {
 		return ErrClosed
 	}
-	return fmt.Errorf("tiered: load timed out after %v: %w", c.opts.LoadTimeout, ctx.Err())
+	return fmt.Errorf("tiered load: timed out after %v (LoadTimeout): %w", c.opts.LoadTimeout, ctx.Err())
 }
 
 // maxPoll caps the interval between two polls of a key another node is
@@ -263,6 +265,8 @@ const maxPoll = 10 * time.Millisecond
 // waitUntil, after which it loads them without filling L2.
 func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUntil time.Time) {
 	backoff := time.Millisecond
+	endWait := noEnd // ends the lease-wait trace, once a wait began
+	defer func() { endWait(nil) }()
 	for round := 0; len(pending) > 0; round++ {
 		leases := j.first // round 0 was taken by lead, which kept no hits
 		if round > 0 {
@@ -317,6 +321,10 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 		}
 		if round == 0 {
 			c.st.leaseWaits.Add(uint64(len(held)))
+			// Traced from the first held key until resolve returns: the
+			// polls, and the load that follows a freed lease or LeaseWait
+			// running out, nest in the wait.
+			ctx, endWait = c.trace(ctx, OpLeaseWait, "", len(held))
 		}
 		wait := min(backoff, time.Until(waitUntil))
 		if wait > 0 && !sleepCtx(ctx, wait) {
@@ -359,7 +367,7 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 			// Releasing a lease that a fill already replaced does nothing.
 			unfilled, unfilledTokens = keys, tokens
 		}
-		c.release(unfilled, unfilledTokens)
+		c.release(ctx, unfilled, unfilledTokens)
 		for n, i := range idx {
 			c.flight.finish(j.keys[i], j.fs[i], res[n])
 		}
@@ -413,10 +421,12 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 	// The fill gets its own bound: a loader that returns just as the load's
 	// context ends must still fill, or at least release, its leases.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.RedisTimeout)
+	fctx, end := c.trace(fctx, OpL2, "fill", len(ops))
 	installed, err := c.l2.FillMany(fctx, ops)
+	end(err)
 	cancel()
 	if err != nil {
-		c.l2Failed("fill", err)
+		c.l2Failed(ctx, "fill", 0, err)
 	}
 	for m, n := range opIdx {
 		i, k := idx[n], keys[n]
@@ -511,13 +521,15 @@ func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []s
 		case c.loadSlots <- struct{}{}:
 		case <-ctx.Done():
 			c.st.loadErrors.Add(1)
+			c.st.loadErrorKeys.Add(uint64(len(keys)))
 			return nil, nil, c.aborted(ctx)
 		}
 	}
 	c.st.loads.Add(1)
 	start := time.Now()
 	choices := &ttlChoices{keys: keys}
-	lctx := context.WithValue(ctx, ttlChoicesKey{}, choices)
+	lctx, end := c.trace(ctx, OpLoad, "", len(keys))
+	lctx = context.WithValue(lctx, ttlChoicesKey{}, choices)
 	ch := make(chan loaded[V], 1) // the loader's goroutine never blocks on it
 	go func() {
 		var r loaded[V]
@@ -546,9 +558,11 @@ func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []s
 		r = loaded[V]{err: c.aborted(ctx)}
 	}
 	c.st.loadLatency.Observe(time.Since(start))
+	end(r.err)
 	ttls := choices.take() // an abandoned loader's later choices are refused
 	if r.err != nil {
 		c.st.loadErrors.Add(1)
+		c.st.loadErrorKeys.Add(uint64(len(keys)))
 		return nil, nil, r.err
 	}
 	for _, k := range keys {
@@ -563,19 +577,22 @@ func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []s
 
 // errGoexit is what waiters get when a loader ends its goroutine with
 // runtime.Goexit (t.FailNow in a test, say) instead of returning.
-var errGoexit = errors.New("tiered: loader called runtime.Goexit")
+var errGoexit = errors.New("tiered load: loader called runtime.Goexit")
 
 // release gives up leases we will not fill, in one round trip, so waiters
-// on other nodes stop waiting. It runs on its own short context: the load's
-// context may be why we release (timeout, Close).
-func (c *Cache[V]) release(keys []string, tokens [][]byte) {
+// on other nodes stop waiting. It runs on its own short context, with ctx's
+// values only: the load's context may be why we release (timeout, Close).
+func (c *Cache[V]) release(ctx context.Context, keys []string, tokens [][]byte) {
 	if len(keys) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.RedisTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.RedisTimeout)
 	defer cancel()
-	if err := c.l2.ReleaseMany(ctx, keys, tokens); err != nil {
-		c.l2Failed("release", err)
+	ctx, end := c.trace(ctx, OpL2, "release", len(keys))
+	err := c.l2.ReleaseMany(ctx, keys, tokens)
+	end(err)
+	if err != nil {
+		c.l2Failed(ctx, "release", 0, err)
 	}
 }
 
@@ -599,12 +616,4 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// wrap names the operation in an error from L2.
-func wrap(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("tiered %s: %w", op, err)
 }

@@ -19,9 +19,11 @@ type failureLog struct {
 	pending atomic.Uint64 // errors since the last record
 }
 
-func (f *failureLog) failure(l *slog.Logger, namespace, op string, err error) {
+// failure logs with ctx, the context of the call that failed, so that a
+// handler can add its trace id.
+func (f *failureLog) failure(ctx context.Context, l *slog.Logger, namespace, op string, err error) {
 	if n, ok := f.due(); ok {
-		l.LogAttrs(context.Background(), slog.LevelWarn, "tiercache: redis calls failing; reads fall back to the loader",
+		l.LogAttrs(ctx, slog.LevelWarn, "tiercache: redis calls failing; reads fall back to the loader",
 			slog.String("namespace", namespace), slog.String("op", op),
 			slog.Uint64("errors", n), slog.String("last_error", err.Error()))
 	}
@@ -40,12 +42,12 @@ func (f *failureLog) due() (uint64, bool) {
 }
 
 // success notes a working L2 call; the first one after failures is logged.
-func (f *failureLog) success(l *slog.Logger, namespace string) {
+func (f *failureLog) success(ctx context.Context, l *slog.Logger, namespace string) {
 	if f.last.Load() == 0 {
 		return
 	}
 	if f.last.Swap(0) != 0 {
-		l.LogAttrs(context.Background(), slog.LevelInfo, "tiercache: redis calls succeed again",
+		l.LogAttrs(ctx, slog.LevelInfo, "tiercache: redis calls succeed again",
 			slog.String("namespace", namespace), slog.Uint64("errors_since_last_report", f.pending.Swap(0)))
 	}
 }
@@ -61,6 +63,8 @@ type breakerLog struct {
 // breakerLogEvery is the least time between two breaker records.
 const breakerLogEvery = time.Second
 
+// change runs from remote's OnBreakerChange callback, which has no context
+// of the call that moved the breaker: its records carry none.
 func (b *breakerLog) change(l *slog.Logger, namespace string, open bool) {
 	now := time.Now().UnixNano()
 	last := b.last.Load()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,29 +21,40 @@ type Codec = remote.Codec
 // caller's copy. A zero field means its default; Redis and Namespace are
 // required.
 //
-// Defaults, as printed by [Options.String] for a zero Options:
+// [Options.String] prints the effective value of every knob, one per line,
+// in this order; for a zero Options it prints the first two columns here
+// (a test compares them):
 //
-//	TTL                10m  L2 lifetime of a value (jittered down by up to 10%)
-//	LocalTTL           1m   L1 lifetime, capped by TTL and by the L2 TTL left
-//	LocalMaxCost       64 MiB of encoded value bytes in L1
-//	NegativeTTL        10s  lifetime of a cached "not found"
-//	LoadTimeout        10s  bound on one shared load
-//	LeaseTTL           10s  lifetime of a lease nobody fills
-//	LeaseWait          1s   how long a caller waits for another node's load
-//	MaxStaleness       2s   staleness bound (own Bus only)
-//	HeartbeatInterval  MaxStaleness/4 (500ms) bus heartbeat (own Bus only)
-//	RedisTimeout       250ms bound on each Redis round trip
-//	MaxKeySize         1024 bytes
-//	MaxValueSize       1 MiB encoded
-//	CompressThreshold  remote's default
-//	Codec              JSON
-//	BreakerThreshold   3    consecutive Redis failures that open the breaker
-//	BreakerMinOpen     100ms first wait before a probe (doubles per failed probe)
-//	BreakerMaxOpen     1s   longest wait between probes
-//	MaxConcurrentLoads 0    no bound on loader calls at once
-//	StaleIfError       0    off: L1 serves nothing unproven during an outage
-//	RefreshAhead       0    off: values expire, and the next read loads
-//	StaleWhileRevalidate 0  off: an expired value is never served
+//	Redis=nil                     required: the L2 client
+//	Namespace=""                  required: L2 key prefix and invalidation scope
+//	Bus=own                       "shared" when Options.Bus is set
+//	TTL=10m                       L2 lifetime of a value (jittered down by up to 10%)
+//	LocalTTL=1m                   L1 lifetime, capped by TTL and by the L2 TTL left
+//	LocalMaxCost=64MiB            bytes of encoded values in L1
+//	NegativeTTL=10s               lifetime of a cached "not found"
+//	DisableNegativeCache=false
+//	LoadTimeout=10s               bound on one shared load, lease waits included
+//	LeaseTTL=10s                  lifetime of a lease nobody fills
+//	LeaseWait=5s                  LoadTimeout/2: wait for another node's load
+//	MaxStaleness=2s               staleness bound (own Bus only)
+//	HeartbeatInterval=500ms       MaxStaleness/4: bus heartbeat (own Bus only)
+//	Codec=remote.JSON
+//	Logger=discard                "set" when Options.Logger is set
+//	Tracer=nil                    "set" when Options.Tracer is set
+//	RedisTimeout=250ms            bound on each Redis round trip
+//	MaxKeySize=1KiB
+//	MaxValueSize=1MiB             encoded
+//	CompressThreshold=1KiB        encoded size from which values are compressed
+//	DisableCompression=false
+//	DisableJitter=false
+//	BreakerThreshold=3            consecutive Redis failures that open the breaker
+//	BreakerMinOpen=100ms          first wait before a probe (doubles per failed probe)
+//	BreakerMaxOpen=1s             longest wait between probes
+//	DisableBreaker=false
+//	MaxConcurrentLoads=0          no bound on loader calls at once
+//	StaleIfError=0s               off: L1 serves nothing unproven during an outage
+//	RefreshAhead=0s               off: values expire, and the next read loads
+//	StaleWhileRevalidate=0s       off: an expired value is never served
 type Options struct {
 	// Redis is the L2 client: *redis.Client, *redis.ClusterClient or a
 	// Sentinel-backed client. Required. The cache never closes it. A
@@ -50,8 +62,13 @@ type Options struct {
 	// the master with GETEX); a failover client with ReplicaOnly is not
 	// (see the package doc).
 	Redis redis.UniversalClient
-	// Namespace prefixes every L2 key ("ns:key") and scopes invalidations.
-	// Required.
+	// Namespace prefixes every L2 key ("ns:key") and scopes invalidations:
+	// caches of one Namespace share their values, in L2 and across nodes.
+	// Required. It must not contain ':', so that no namespace's keys can
+	// be mistaken for another's ("a:b" + ":c" against "a" + ":b:c"), nor
+	// '{' or '}', so that a Redis Cluster hash tag in a key
+	// ("user:{42}:cart") is the one that picks the key's slot. Keys
+	// themselves may contain anything.
 	Namespace string
 	// Bus is a shared invalidation bus (one per process is enough for every
 	// cache, several of one namespace included: a write through one drops
@@ -73,14 +90,26 @@ type Options struct {
 	NegativeTTL time.Duration
 	// DisableNegativeCache turns negative caching off. Default: false.
 	DisableNegativeCache bool
-	// LoadTimeout bounds one shared load: the lease round trips, the loader
-	// and the fill. Default: 10s.
+	// LoadTimeout bounds one shared load: the lease round trips, any wait
+	// for another node's load (LeaseWait), the loader and the fill.
+	// Default: 10s.
 	LoadTimeout time.Duration
 	// LeaseTTL is how long a lease marker lives in L2 if its holder never
 	// fills or releases it (a crashed node). Default: 10s.
 	LeaseTTL time.Duration
-	// LeaseWait is how long a caller polls for a value another node is
-	// loading before it loads by itself, without filling L2. Default: 1s.
+	// LeaseWait is how long a load waits for a value another node holds
+	// the lease on, and is loading, before it calls its own loader (and
+	// does not fill L2). A load slower than LeaseWait is therefore loaded
+	// once by the holder and once more by every node that waited on it
+	// ([Stats].LeaseFallbacks counts those keys): "one load cluster-wide"
+	// holds for loaders faster than LeaseWait. The wait is part of the
+	// waiter's own LoadTimeout, so a longer wait leaves less time for its
+	// own load when the holder never answers (it crashed: its lease then
+	// lives LeaseTTL). The default splits LoadTimeout in two: any loader up
+	// to half of it runs once cluster-wide, and a waiter whose holder
+	// vanished still has the other half to load. A LeaseWait of at least
+	// LoadTimeout never loads twice: such a waiter times out instead.
+	// Default: LoadTimeout/2 (5s).
 	LeaseWait time.Duration
 	// MaxStaleness bounds how long any node may serve a value from L1 after
 	// a write that replaced it returned. Used only for a cache's own bus.
@@ -92,8 +121,16 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// Codec encodes values for L2. Default: remote.JSON{}.
 	Codec Codec
-	// Logger receives state changes (never per-request logs). Default: silent.
+	// Logger receives state changes (never per-request logs), each with
+	// the context of the call that noticed it, so a handler can add trace
+	// ids. Default: silent.
 	Logger *slog.Logger
+	// Tracer, when set, is told about each piece of work a cache does
+	// beyond L1: L2 round trips, loader calls and waits for another node's
+	// lease (see [Tracer]). An L1 hit never calls it. The module
+	// github.com/tiercache/tiercache/tierotel makes one for OpenTelemetry.
+	// Default: nil.
+	Tracer Tracer
 
 	// RedisTimeout bounds each Redis round trip. go-redis enforces a
 	// context deadline on socket reads and writes only for clients created
@@ -108,8 +145,8 @@ type Options struct {
 	MaxKeySize int
 	// MaxValueSize is the largest encoded value accepted. Default: 1 MiB.
 	MaxValueSize int
-	// CompressThreshold is the encoded size from which values are
-	// compressed. Default: remote's default.
+	// CompressThreshold is the encoded size in bytes from which values are
+	// compressed with S2. Default: 1024 (1 KiB).
 	CompressThreshold int
 	// DisableCompression stores every value uncompressed. Default: false.
 	DisableCompression bool
@@ -201,7 +238,7 @@ func (o Options) withDefaults() Options {
 		o.LeaseTTL = 10 * time.Second
 	}
 	if o.LeaseWait == 0 {
-		o.LeaseWait = time.Second
+		o.LeaseWait = o.LoadTimeout / 2
 	}
 	if o.MaxStaleness == 0 {
 		o.MaxStaleness = 2 * time.Second
@@ -213,7 +250,7 @@ func (o Options) withDefaults() Options {
 		o.Codec = remote.JSON{}
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+		o.Logger = discardLogger
 	}
 	if o.RedisTimeout == 0 {
 		o.RedisTimeout = 250 * time.Millisecond
@@ -223,6 +260,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxValueSize == 0 {
 		o.MaxValueSize = 1 << 20
+	}
+	if o.CompressThreshold == 0 {
+		o.CompressThreshold = remote.DefaultCompressThreshold
 	}
 	if o.BreakerThreshold == 0 {
 		o.BreakerThreshold = 3
@@ -236,17 +276,23 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// validate checks a defaulted Options. Every error names the field.
+// validate checks a defaulted Options and reports every problem at once,
+// each an *OptionError that names the field, so that one run of New shows
+// all there is to fix. It checks, with tiered's field names, the rules of
+// the remote store and the bus that the cache builds, too.
 func (o Options) validate() error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("tiered: Options."+format, args...))
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &OptionError{Option: "Options." + field, Reason: fmt.Sprintf(format, args...)})
 	}
 	if o.Redis == nil {
-		bad("Redis is required")
+		bad("Redis", "required")
 	}
-	if o.Namespace == "" {
-		bad("Namespace is required")
+	switch {
+	case o.Namespace == "":
+		bad("Namespace", "required")
+	case strings.ContainsAny(o.Namespace, ":{}"):
+		bad("Namespace", "%q must not contain ':', '{' or '}'", o.Namespace)
 	}
 	for _, d := range []struct {
 		name string
@@ -255,49 +301,131 @@ func (o Options) validate() error {
 		{"TTL", o.TTL}, {"LocalTTL", o.LocalTTL}, {"NegativeTTL", o.NegativeTTL},
 		{"LoadTimeout", o.LoadTimeout}, {"LeaseTTL", o.LeaseTTL}, {"LeaseWait", o.LeaseWait},
 		{"MaxStaleness", o.MaxStaleness}, {"HeartbeatInterval", o.HeartbeatInterval},
-		{"RedisTimeout", o.RedisTimeout},
+		{"RedisTimeout", o.RedisTimeout}, {"BreakerMinOpen", o.BreakerMinOpen},
+		{"StaleIfError", o.StaleIfError}, {"RefreshAhead", o.RefreshAhead},
+		{"StaleWhileRevalidate", o.StaleWhileRevalidate},
 	} {
 		if d.v < 0 {
-			bad("%s must not be negative, got %v", d.name, d.v)
+			bad(d.name, "must not be negative, got %v", d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{
+		{"LocalMaxCost", o.LocalMaxCost}, {"MaxKeySize", int64(o.MaxKeySize)},
+		{"CompressThreshold", int64(o.CompressThreshold)}, {"BreakerThreshold", int64(o.BreakerThreshold)},
+		{"MaxConcurrentLoads", int64(o.MaxConcurrentLoads)},
+	} {
+		if n.v < 0 {
+			bad(n.name, "must not be negative, got %d", n.v)
 		}
 	}
 	if o.LocalTTL > o.TTL {
-		bad("LocalTTL (%v) must not exceed TTL (%v)", o.LocalTTL, o.TTL)
+		bad("LocalTTL", "%v must not exceed TTL (%v)", o.LocalTTL, o.TTL)
 	}
-	if o.LocalMaxCost < 0 {
-		bad("LocalMaxCost must not be negative, got %d", o.LocalMaxCost)
+	if o.MaxValueSize < remote.MinValueSize {
+		bad("MaxValueSize", "must be at least %d (an envelope's header and a lease token), got %d", remote.MinValueSize, o.MaxValueSize)
 	}
-	if o.MaxKeySize < 0 || o.MaxValueSize < 0 || o.CompressThreshold < 0 {
-		bad("MaxKeySize, MaxValueSize and CompressThreshold must not be negative")
+	if o.RefreshAhead > 0 && o.RefreshAhead >= o.TTL {
+		bad("RefreshAhead", "%v must be less than TTL (%v)", o.RefreshAhead, o.TTL)
 	}
-	if o.BreakerThreshold < 0 || o.MaxConcurrentLoads < 0 || o.StaleIfError < 0 {
-		bad("BreakerThreshold, MaxConcurrentLoads and StaleIfError must not be negative")
+	if o.BreakerMaxOpen < o.BreakerMinOpen {
+		bad("BreakerMaxOpen", "%v must not be less than BreakerMinOpen (%v)", o.BreakerMaxOpen, o.BreakerMinOpen)
 	}
-	if o.RefreshAhead < 0 || o.RefreshAhead > 0 && o.RefreshAhead >= o.TTL {
-		bad("RefreshAhead (%v) must not be negative and must be less than TTL (%v)", o.RefreshAhead, o.TTL)
+	// Codec ids 1 and 2 are JSON and Msgpack; 3..127 are kept for codecs
+	// of this library (see remote.Codec).
+	if id := o.Codec.ID(); id != (remote.JSON{}).ID() && id != (remote.Msgpack{}).ID() && id < remote.MinUserCodecID {
+		bad("Codec", "ID %d is reserved; user codecs use %d..255", id, remote.MinUserCodecID)
 	}
-	if o.StaleWhileRevalidate < 0 {
-		bad("StaleWhileRevalidate must not be negative, got %v", o.StaleWhileRevalidate)
-	}
-	if o.BreakerMinOpen < 0 || o.BreakerMaxOpen < o.BreakerMinOpen {
-		bad("BreakerMinOpen (%v) must not be negative nor exceed BreakerMaxOpen (%v)", o.BreakerMinOpen, o.BreakerMaxOpen)
+	if o.Bus == nil && o.MaxStaleness > 0 && o.HeartbeatInterval >= o.MaxStaleness/2 {
+		// The bus's own rule: one late heartbeat must not cost L1.
+		bad("HeartbeatInterval", "%v must be less than MaxStaleness/2 (%v)", o.HeartbeatInterval, o.MaxStaleness/2)
 	}
 	return errors.Join(errs...)
 }
 
-// String lists every knob with its value, one per line, for logs and tests.
+// String prints the effective value of every knob, one per line, in the
+// order and format of the table in the [Options] doc: defaults applied, so
+// a zero field shows what the cache will use. For logs and tests.
 func (o Options) String() string {
 	o = o.withDefaults()
-	return fmt.Sprintf("Namespace=%q TTL=%v LocalTTL=%v LocalMaxCost=%d NegativeTTL=%v "+
-		"DisableNegativeCache=%v LoadTimeout=%v LeaseTTL=%v LeaseWait=%v MaxStaleness=%v "+
-		"HeartbeatInterval=%v Codec=%T RedisTimeout=%v MaxKeySize=%d MaxValueSize=%d "+
-		"CompressThreshold=%d DisableCompression=%v DisableJitter=%v SharedBus=%v "+
-		"BreakerThreshold=%d BreakerMinOpen=%v BreakerMaxOpen=%v DisableBreaker=%v MaxConcurrentLoads=%d StaleIfError=%v "+
-		"RefreshAhead=%v StaleWhileRevalidate=%v",
-		o.Namespace, o.TTL, o.LocalTTL, o.LocalMaxCost, o.NegativeTTL,
-		o.DisableNegativeCache, o.LoadTimeout, o.LeaseTTL, o.LeaseWait, o.MaxStaleness,
-		o.HeartbeatInterval, o.Codec, o.RedisTimeout, o.MaxKeySize, o.MaxValueSize,
-		o.CompressThreshold, o.DisableCompression, o.DisableJitter, o.Bus != nil,
-		o.BreakerThreshold, o.BreakerMinOpen, o.BreakerMaxOpen, o.DisableBreaker, o.MaxConcurrentLoads, o.StaleIfError,
-		o.RefreshAhead, o.StaleWhileRevalidate)
+	set := func(b bool, yes, no string) string {
+		if b {
+			return yes
+		}
+		return no
+	}
+	redisName := "nil"
+	if o.Redis != nil {
+		redisName = fmt.Sprintf("%T", o.Redis)
+	}
+	logger := set(o.Logger != discardLogger, "set", "discard")
+	kv := []struct {
+		k string
+		v any
+	}{
+		{"Redis", redisName},
+		{"Namespace", fmt.Sprintf("%q", o.Namespace)},
+		{"Bus", set(o.Bus != nil, "shared", "own")},
+		{"TTL", fmtDuration(o.TTL)},
+		{"LocalTTL", fmtDuration(o.LocalTTL)},
+		{"LocalMaxCost", fmtBytes(o.LocalMaxCost)},
+		{"NegativeTTL", fmtDuration(o.NegativeTTL)},
+		{"DisableNegativeCache", o.DisableNegativeCache},
+		{"LoadTimeout", fmtDuration(o.LoadTimeout)},
+		{"LeaseTTL", fmtDuration(o.LeaseTTL)},
+		{"LeaseWait", fmtDuration(o.LeaseWait)},
+		{"MaxStaleness", fmtDuration(o.MaxStaleness)},
+		{"HeartbeatInterval", fmtDuration(o.HeartbeatInterval)},
+		{"Codec", fmt.Sprintf("%T", o.Codec)},
+		{"Logger", logger},
+		{"Tracer", set(o.Tracer != nil, "set", "nil")},
+		{"RedisTimeout", fmtDuration(o.RedisTimeout)},
+		{"MaxKeySize", fmtBytes(int64(o.MaxKeySize))},
+		{"MaxValueSize", fmtBytes(int64(o.MaxValueSize))},
+		{"CompressThreshold", fmtBytes(int64(o.CompressThreshold))},
+		{"DisableCompression", o.DisableCompression},
+		{"DisableJitter", o.DisableJitter},
+		{"BreakerThreshold", o.BreakerThreshold},
+		{"BreakerMinOpen", fmtDuration(o.BreakerMinOpen)},
+		{"BreakerMaxOpen", fmtDuration(o.BreakerMaxOpen)},
+		{"DisableBreaker", o.DisableBreaker},
+		{"MaxConcurrentLoads", o.MaxConcurrentLoads},
+		{"StaleIfError", fmtDuration(o.StaleIfError)},
+		{"RefreshAhead", fmtDuration(o.RefreshAhead)},
+		{"StaleWhileRevalidate", fmtDuration(o.StaleWhileRevalidate)},
+	}
+	var b strings.Builder
+	for _, e := range kv {
+		fmt.Fprintf(&b, "%s=%v\n", e.k, e.v)
+	}
+	return b.String()
+}
+
+// discardLogger is the Logger a zero Options gets.
+var discardLogger = slog.New(slog.DiscardHandler)
+
+// fmtDuration prints d as time.Duration does, without its zero minutes and
+// seconds: 10m, 1h, 1m30s, 500ms.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// fmtBytes prints n bytes in KiB or MiB when it is a whole number of them.
+func fmtBytes(n int64) string {
+	switch {
+	case n != 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n != 0 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprint(n)
 }

@@ -106,7 +106,7 @@ func (c *Cache[V]) refreshDue(callerCtx context.Context, key string, load BatchL
 		defer func() {
 			if p := recover(); p != nil { // a codec panic; loader panics are errors already
 				c.st.panics.Add(1)
-				c.refreshFailed(key, &PanicError{Value: p})
+				c.refreshFailed(ctx, key, &PanicError{Value: p})
 			}
 		}()
 		c.refresh(ctx, key, expiry, load)
@@ -140,9 +140,11 @@ func (c *Cache[V]) inBackground(key string, fn func()) {
 // expiry expiry; see the comment at the top of the file.
 func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load BatchLoader[V]) {
 	st := c.l1.Stamp(key)
-	r, err := c.l2.BeginRefresh(ctx, key, expiry, c.opts.LoadTimeout+c.opts.RedisTimeout)
+	tctx, end := c.trace(ctx, OpL2, "refresh", 1)
+	r, err := c.l2.BeginRefresh(tctx, key, expiry, c.opts.LoadTimeout+c.opts.RedisTimeout)
+	end(err)
 	if err != nil {
-		c.l2Failed("refresh", err)
+		c.l2Failed(ctx, "refresh", 0, err)
 		return
 	}
 	switch r.State {
@@ -159,8 +161,8 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 	}
 	vals, ttls, err := c.callLoader(ctx, load, []string{key})
 	if err != nil {
-		c.refreshFailed(key, err)
-		c.finishRefresh(key, r, nil, 0)
+		c.refreshFailed(ctx, key, err)
+		c.finishRefresh(ctx, key, r, nil, 0)
 		return
 	}
 	v, found := vals[key]
@@ -185,10 +187,10 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 		data = c.l2.EncodeNegative(ttl)
 	}
 	if data == nil {
-		c.finishRefresh(key, r, nil, 0)
+		c.finishRefresh(ctx, key, r, nil, 0)
 		return
 	}
-	if !c.finishRefresh(key, r, data, ttl) {
+	if !c.finishRefresh(ctx, key, r, data, ttl) {
 		c.st.refreshesRefused.Add(1) // a write came first; its value stands
 		return
 	}
@@ -202,12 +204,14 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 // finishRefresh ends a granted refresh, storing data unless it is nil,
 // and reports whether it was stored. The round trip gets its own bound, so
 // that a loader that used up the load's time still frees the lock.
-func (c *Cache[V]) finishRefresh(key string, r remote.Refresh, data []byte, ttl time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.closing), c.opts.RedisTimeout)
+func (c *Cache[V]) finishRefresh(ctx context.Context, key string, r remote.Refresh, data []byte, ttl time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.RedisTimeout)
 	defer cancel()
+	ctx, end := c.trace(ctx, OpL2, "refresh", 1)
 	ok, err := c.l2.FinishRefresh(ctx, key, r, data, ttl)
+	end(err)
 	if err != nil {
-		c.l2Failed("refresh", err)
+		c.l2Failed(ctx, "refresh", 0, err)
 	}
 	return ok
 }
@@ -219,9 +223,11 @@ func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, expiry uint64
 	deadline := time.Now().Add(c.opts.LeaseWait)
 	backoff := time.Millisecond
 	for {
-		it, ok, err := c.l2.Get(ctx, key)
+		tctx, end := c.trace(ctx, OpL2, "get", 1)
+		it, ok, err := c.l2.Get(tctx, key)
+		end(err)
 		if err != nil && !isDecodeError(err) {
-			c.l2Failed("refresh", err)
+			c.l2Failed(ctx, "refresh", 0, err)
 			return
 		}
 		if !ok {
@@ -241,10 +247,10 @@ func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, expiry uint64
 
 // refreshFailed counts a refresh whose loader failed and logs it, at most
 // once per logEvery. The current value stays until its normal expiry.
-func (c *Cache[V]) refreshFailed(key string, err error) {
+func (c *Cache[V]) refreshFailed(ctx context.Context, key string, err error) {
 	c.st.refreshFailures.Add(1)
 	if n, ok := c.refreshLog.due(); ok {
-		c.opts.Logger.LogAttrs(context.Background(), slog.LevelWarn, "tiercache: refresh-ahead failed; values are served until they expire",
+		c.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "tiercache: refresh-ahead failed; values are served until they expire",
 			slog.String("namespace", c.opts.Namespace), slog.String("key", logKey(key)),
 			slog.Uint64("failures", n), slog.String("last_error", err.Error()))
 	}
@@ -258,8 +264,9 @@ func (c *Cache[V]) revalidate(callerCtx context.Context, key string, loader Load
 	c.inBackground(key, func() {
 		// The caller's values, not its cancellation: the load it waits
 		// on is bounded by LoadTimeout and Close.
-		if _, err := c.loadOne(context.WithoutCancel(callerCtx), key, loader); err != nil && err != ErrNotFound && err != ErrClosed {
-			c.refreshFailed(key, err)
+		ctx := context.WithoutCancel(callerCtx)
+		if _, err := c.loadOne(ctx, key, loader); err != nil && err != ErrNotFound && err != ErrClosed {
+			c.refreshFailed(ctx, key, err)
 		}
 	})
 }

@@ -19,6 +19,8 @@ type counters struct {
 	loadFound      atomic.Uint64
 	leaseWaitHits  atomic.Uint64
 	l2Errors       atomic.Uint64
+	l2ErrorKeys    atomic.Uint64
+	loadErrorKeys  atomic.Uint64
 	loads          atomic.Uint64
 	loadErrors     atomic.Uint64
 	panics         atomic.Uint64
@@ -65,13 +67,17 @@ type Stats struct {
 	// L2Hits and L2Misses count keys looked up in L2 after an L1 miss; a
 	// cached "not found" is a hit.
 	L2Hits, L2Misses uint64
-	// L2Errors counts Redis failures on the read path, each served by the
-	// loader or returned.
-	L2Errors uint64
+	// L2Errors counts failed Redis round trips of reads, loads and
+	// refreshes, each served by the loader or returned. L2ErrorKeys counts
+	// the keys those reads looked up, so that L2Hits + L2Misses +
+	// L2ErrorKeys is every key looked up in L2.
+	L2Errors, L2ErrorKeys uint64
 	// Loads counts loader calls (a batch call counts once); LoadErrors and
 	// Panics count the failed ones. LoadFound and LoadNotFound count keys a
-	// successful loader call returned with a value and without one.
-	Loads, LoadErrors, Panics, LoadFound, LoadNotFound uint64
+	// successful loader call returned with a value and without one, and
+	// LoadErrorKeys the keys of the failed calls (an error, a panic, or
+	// LoadTimeout), so that the three add up to every key loaded.
+	Loads, LoadErrors, Panics, LoadFound, LoadNotFound, LoadErrorKeys uint64
 	// Dedupes counts callers that joined a load already running here.
 	Dedupes uint64
 	// LeaseWaits counts keys found leased by another node (L2.LeasesGranted
@@ -160,6 +166,8 @@ func (c *Cache[V]) Stats() Stats {
 		L2Hits:         c.st.l2Hits.Load(),
 		L2Misses:       c.st.l2Misses.Load(),
 		L2Errors:       c.st.l2Errors.Load(),
+		L2ErrorKeys:    c.st.l2ErrorKeys.Load(),
+		LoadErrorKeys:  c.st.loadErrorKeys.Load(),
 		Loads:          c.st.loads.Load(),
 		LoadErrors:     c.st.loadErrors.Load(),
 		Panics:         c.st.panics.Load(),

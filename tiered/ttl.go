@@ -93,11 +93,14 @@ func (w *writeConfig) check() error {
 	return nil
 }
 
-// OptionError reports a bad per-call option, such as [WithTTL] with a
-// ttl <= 0. The call that got it did nothing.
+// OptionError reports a bad option: a field of the [Options] given to
+// [New] (which reports every bad field at once, joined), or a per-call
+// option such as [WithTTL] with a ttl <= 0. The call that got it did
+// nothing. It comes wrapped in the operation ("tiered new: ..."); match it
+// with errors.As.
 type OptionError struct {
-	Option string // the option's name, "WithTTL"
+	Option string // "Options.LocalTTL", "WithTTL"
 	Reason string
 }
 
-func (e *OptionError) Error() string { return "tiered: " + e.Option + ": " + e.Reason }
+func (e *OptionError) Error() string { return e.Option + ": " + e.Reason }

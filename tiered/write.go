@@ -2,7 +2,6 @@ package tiered
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 
@@ -30,7 +29,7 @@ import (
 // Redis error otherwise. [WithTTL] writes v for a TTL of the caller's
 // choosing; an option that is not valid returns an *[OptionError].
 func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...WriteOption) error {
-	return c.SetMany(ctx, map[string]V{key: v}, opts...)
+	return c.setMany(ctx, "set", map[string]V{key: v}, opts)
 }
 
 // SetMany is Set for many keys: one round trip and one invalidation message
@@ -40,12 +39,16 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...WriteOption
 // Cluster they share one pipeline of per-slot scripts, not atomic across
 // slots. Options apply to every value.
 func (c *Cache[V]) SetMany(ctx context.Context, values map[string]V, opts ...WriteOption) error {
+	return c.setMany(ctx, "set many", values, opts)
+}
+
+func (c *Cache[V]) setMany(ctx context.Context, op string, values map[string]V, opts []WriteOption) error {
 	var w writeConfig
 	for _, o := range opts {
 		o(&w)
 	}
 	if err := w.check(); err != nil {
-		return err
+		return opError(op, nil, err)
 	}
 	if err := c.writable(ctx); err != nil {
 		return err
@@ -57,7 +60,7 @@ func (c *Cache[V]) SetMany(ctx context.Context, values map[string]V, opts ...Wri
 	sets := make([]remote.SetOp, 0, len(keys))
 	for _, k := range keys {
 		if err := c.l2.CheckKey(k); err != nil {
-			return err
+			return opError(op, nil, err)
 		}
 		ttl := c.jitter(c.opts.TTL)
 		if w.set {
@@ -65,11 +68,11 @@ func (c *Cache[V]) SetMany(ctx context.Context, values map[string]V, opts ...Wri
 		}
 		data, err := c.l2.Encode(k, values[k], ttl)
 		if err != nil {
-			return err
+			return opError(op, []string{k}, err)
 		}
 		sets = append(sets, remote.SetOp{Key: k, Data: data, TTL: ttl})
 	}
-	return c.write(ctx, "set", keys, sets, nil)
+	return c.write(ctx, op, keys, sets, nil)
 }
 
 // Delete removes keys from L2 and every node's L1, in one round trip with
@@ -85,7 +88,7 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	}
 	for _, k := range keys {
 		if err := c.l2.CheckKey(k); err != nil {
-			return err
+			return opError("delete", nil, err)
 		}
 	}
 	return c.write(ctx, "delete", keys, nil, keys)
@@ -100,14 +103,16 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 		return err
 	}
 	msg := c.bus.Message(c.opts.Namespace, invalidation.OpClear, nil)
-	err := c.l2.Write(context.WithoutCancel(ctx), nil, nil, c.bus.Channel(), msg)
+	tctx, end := c.trace(context.WithoutCancel(ctx), OpL2, "write", 0)
+	err := c.l2.Write(tctx, nil, nil, c.bus.Channel(), msg)
+	end(err)
 	if err != nil {
 		c.bus.WriteFailed(msg)
 	}
 	c.l1.InvalidateAll()
 	c.flight.forgetAll()
 	c.reg.Local(invalidation.OpClear, nil)
-	return wrap("clear", err)
+	return opError("clear", nil, err)
 }
 
 // write sends sets and dels with their invalidation message in one round
@@ -119,7 +124,9 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 // [invalidation.Bus.WriteFailed]).
 func (c *Cache[V]) write(ctx context.Context, op string, keys []string, sets []remote.SetOp, dels []string) error {
 	msg := c.bus.Message(c.opts.Namespace, invalidation.OpDelete, keys)
-	err := c.l2.Write(context.WithoutCancel(ctx), sets, dels, c.bus.Channel(), msg)
+	tctx, end := c.trace(context.WithoutCancel(ctx), OpL2, "write", len(keys))
+	err := c.l2.Write(tctx, sets, dels, c.bus.Channel(), msg)
+	end(err)
 	if err != nil {
 		// Before our own invalidation below: an echo heard in between was
 		// of a write that landed before it, which that invalidation covers.
@@ -129,11 +136,11 @@ func (c *Cache[V]) write(ctx context.Context, op string, keys []string, sets []r
 	c.reg.Local(invalidation.OpDelete, keys)
 	if err != nil {
 		c.st.writeErrors.Add(1)
-		c.fails.failure(c.opts.Logger, c.opts.Namespace, op, err)
-		return fmt.Errorf("tiered %s %d key(s): %w", op, len(keys), err)
+		c.fails.failure(ctx, c.opts.Logger, c.opts.Namespace, op, err)
+		return opError(op, keys, err)
 	}
 	c.st.writes.Add(1)
-	c.fails.success(c.opts.Logger, c.opts.Namespace)
+	c.fails.success(ctx, c.opts.Logger, c.opts.Namespace)
 	return nil
 }
 
