@@ -61,7 +61,7 @@ func BenchmarkHit(b *testing.B) {
 	b.Run("metrics=off", hits)
 	b.Run("metrics=on", func(b *testing.B) {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(metrics.NewCacheCollector(c), metrics.NewBusCollector(c.Bus()))
+		reg.MustRegister(metrics.NewCacheCollector(c, metrics.Options{}), metrics.NewBusCollector(c.Bus(), metrics.Options{}))
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		var scrapes int

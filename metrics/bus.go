@@ -32,18 +32,18 @@ type busCollector struct {
 var _ prometheus.Collector = (*busCollector)(nil)
 
 // NewBusCollector returns a collector of b's invalidation metrics (the
-// package comment lists them). A bus is shared by every cache registered on
-// it, so export it once, not once per cache; its series carry no namespace
-// label. To export two buses on one registry, wrap the registerer with
+// package comment lists them), named with o.Prefix. A bus is shared by
+// every cache registered on it, so export it once, not once per cache; its
+// series carry no cache label. To export two buses on one registry, wrap the registerer with
 // [prometheus.WrapRegistererWith] and a label of your own.
 //
 // The collector reads b at each scrape and nothing in between. It is safe
 // for concurrent use and may outlive b: a closed bus still reports its last
 // counts.
-func NewBusCollector(b BusSource) prometheus.Collector {
+func NewBusCollector(b BusSource, o Options) prometheus.Collector {
 	const sub = "invalidation"
 	type S = busSnapshot
-	bl := builder[S]{}
+	bl := builder[S]{prefix: o.prefix()}
 	byReason := func(reason string, read func(*S) uint64) labelled[S] {
 		return labelled[S]{labels: []string{reason}, read: read}
 	}

@@ -57,8 +57,8 @@ type busPair struct {
 
 func newBusPair(t *testing.T, s *redistest.Server) busPair {
 	p := busPair{a: newCache(t, s, nil), b: newCache(t, s, nil)}
-	p.regA = register(t, metrics.NewBusCollector(p.a.Bus()))
-	p.regB = register(t, metrics.NewBusCollector(p.b.Bus()))
+	p.regA = register(t, metrics.NewBusCollector(p.a.Bus(), metrics.Options{}))
+	p.regB = register(t, metrics.NewBusCollector(p.b.Bus(), metrics.Options{}))
 	// A bus learns of a peer from the peer's first invalidation (heartbeats
 	// go only to their sender).
 	eventually(t, "both buses usable", func() bool { return p.a.Bus().Usable() && p.b.Bus().Usable() })
@@ -178,7 +178,7 @@ func TestBusCollector(t *testing.T) {
 func TestBusCollectorReconnect(t *testing.T) {
 	s := redistest.Real(t)
 	c := newCache(t, s, nil)
-	reg := register(t, metrics.NewBusCollector(c.Bus()), metrics.NewCacheCollector(c))
+	reg := register(t, metrics.NewBusCollector(c.Bus(), metrics.Options{}), metrics.NewCacheCollector(c, metrics.Options{}))
 	before := scrape(t, reg)
 
 	if n := s.KillPubSubClients(t); n < 1 {

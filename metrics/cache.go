@@ -32,39 +32,44 @@ type cacheCollector struct {
 var _ prometheus.Collector = (*cacheCollector)(nil)
 
 // NewCacheCollector returns a collector of c's requests per tier, L1, L2
-// and load metrics (the package comment lists them). Every series carries
-// the const label namespace, read from c.Stats() once, here. Bus metrics
-// are not included: export them once per bus with [NewBusCollector]. The
-// L2 latency histogram is exported only if c also has a method
+// and load metrics (the package comment lists them), named with
+// o.Prefix. Every series carries the const label cache: o.Cache, or else
+// c.Stats().Namespace, read once, here. Bus metrics are not included:
+// export them once per bus with [NewBusCollector]. The L2 latency
+// histogram is exported only if c also has a method
 // L2Latency() map[string]tiered.Histogram.
 //
 // The collector reads c.Stats() at each scrape and nothing in between, so
 // it costs the cache nothing between scrapes. Register it on your own
-// registry; registering two caches with the same namespace on one registry
-// fails as a duplicate (wrap the registerer with
-// [prometheus.WrapRegistererWith] to tell them apart). The collector is
-// safe for concurrent use and may outlive c: a closed cache still reports
-// its last counts.
-func NewCacheCollector(c CacheSource) prometheus.Collector {
-	b := builder[tiered.Stats]{constLabels: prometheus.Labels{"namespace": c.Stats().Namespace}}
+// registry. Registering two collectors with the same cache label on one
+// registry fails (two caches of one namespace: set o.Cache). The collector
+// is safe for concurrent use and may outlive c: a closed cache still
+// reports its last counts.
+func NewCacheCollector(c CacheSource, o Options) prometheus.Collector {
+	cache := o.Cache
+	if cache == "" {
+		cache = c.Stats().Namespace
+	}
+	b := builder[tiered.Stats]{prefix: o.prefix(), constLabels: prometheus.Labels{"cache": cache}}
 	type S = tiered.Stats
 	req := func(tier, result string, read func(*S) uint64) labelled[S] {
 		return labelled[S]{labels: []string{tier, result}, read: read}
 	}
 
 	b.counterVec("", "requests_total",
-		"Reads per tier and result. tier=l1: hit, miss, bypass (L1 skipped while the bus cannot prove liveness). "+
-			"tier=l2 (after an L1 miss): hit, miss, error. tier=loader: hit (keys loaded with a value), miss (keys reported not found), error (failed loader calls).",
+		"Keys looked up, per tier and result, so that a sum over result is every key the tier was asked for. "+
+			"tier=l1: hit, miss, bypass (L1 skipped while the bus cannot prove liveness). "+
+			"tier=l2 (after an L1 miss): hit, miss, error (keys of failed round trips). tier=loader: hit (keys loaded with a value), miss (keys reported not found), error (keys of failed loader calls).",
 		[]string{"tier", "result"},
 		req("l1", "hit", func(s *S) uint64 { return s.L1.Hits }),
 		req("l1", "miss", func(s *S) uint64 { return s.L1.Misses }),
 		req("l1", "bypass", func(s *S) uint64 { return s.L1Bypassed }),
 		req("l2", "hit", func(s *S) uint64 { return s.L2Hits }),
 		req("l2", "miss", func(s *S) uint64 { return s.L2Misses }),
-		req("l2", "error", func(s *S) uint64 { return s.L2Errors }),
+		req("l2", "error", func(s *S) uint64 { return s.L2ErrorKeys }),
 		req("loader", "hit", func(s *S) uint64 { return s.LoadFound }),
 		req("loader", "miss", func(s *S) uint64 { return s.LoadNotFound }),
-		req("loader", "error", func(s *S) uint64 { return s.LoadErrors }),
+		req("loader", "error", func(s *S) uint64 { return s.LoadErrorKeys }),
 	)
 
 	// L1.
@@ -114,6 +119,8 @@ func NewCacheCollector(c CacheSource) prometheus.Collector {
 	// Loads.
 	b.counter("", "loads_total", "Loader calls; a batch loader call counts once.",
 		func(s *S) uint64 { return s.Loads })
+	b.counter("", "load_errors_total", "Loader calls that failed (an error, a panic, or LoadTimeout); a batch loader call counts once.",
+		func(s *S) uint64 { return s.LoadErrors })
 	b.counter("", "load_panics_total", "Loader calls that panicked (also counted as loader errors).",
 		func(s *S) uint64 { return s.Panics })
 	b.counter("", "load_dedupes_total", "Callers that joined a load of the same key already running in this process.",

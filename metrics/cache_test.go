@@ -38,7 +38,7 @@ func TestCacheCollector(t *testing.T) {
 	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
 		ctx := context.Background()
 		c := newCache(t, s, func(o *tiered.Options) { o.MaxValueSize = 64 })
-		reg := register(t, metrics.NewCacheCollector(c))
+		reg := register(t, metrics.NewCacheCollector(c, metrics.Options{}))
 		st := stepper{t, c, reg}
 
 		if got := scrape(t, reg)[l1MaxCost]; got != 64<<20 {
@@ -144,6 +144,29 @@ func TestCacheCollector(t *testing.T) {
 			leaseGrants:     exactly(1),
 			loads:           exactly(1),
 			loaderError:     exactly(1),
+			loadErrors:      exactly(1),
+			loadCount:       exactly(1),
+			l2RoundTrips:    atLeast(2), // lease, release
+			l2Written:       atLeast(1),
+			l2Op("lease"):   atLeast(1),
+			l2Op("release"): atLeast(1),
+		})
+
+		// Every tier="loader" series counts keys: a failed call for
+		// three keys is three errors, and one failed call.
+		st.step("batch loader error", func() {
+			boom := errors.New("boom")
+			_, err := c.GetOrLoadMany(ctx, []string{"e1", "e2", "e3"}, func(context.Context, []string) (map[string]string, error) { return nil, boom })
+			if !errors.Is(err, boom) {
+				t.Fatalf("GetOrLoadMany(e1..e3) = %v, want boom", err)
+			}
+		}, map[string]want{
+			l1Miss:          exactly(3),
+			l2Miss:          exactly(3),
+			leaseGrants:     exactly(3),
+			loads:           exactly(1),
+			loaderError:     exactly(3),
+			loadErrors:      exactly(1),
 			loadCount:       exactly(1),
 			l2RoundTrips:    atLeast(2), // lease, release
 			l2Written:       atLeast(1),
@@ -186,6 +209,7 @@ func TestCacheCollector(t *testing.T) {
 			loads:           exactly(1),
 			panics:          exactly(1),
 			loaderError:     exactly(1),
+			loadErrors:      exactly(1),
 			loadCount:       exactly(1),
 			l2RoundTrips:    atLeast(2),
 			l2Written:       atLeast(1),
@@ -293,7 +317,7 @@ func TestCacheCollectorLeases(t *testing.T) {
 		ctx := context.Background()
 		a := newCache(t, s, func(o *tiered.Options) { o.LeaseWait = 20 * time.Millisecond })
 		b := newCache(t, s, nil)
-		regA, regB := register(t, metrics.NewCacheCollector(a)), register(t, metrics.NewCacheCollector(b))
+		regA, regB := register(t, metrics.NewCacheCollector(a, metrics.Options{})), register(t, metrics.NewCacheCollector(b, metrics.Options{}))
 		beforeB := scrape(t, regB)
 
 		started, release := make(chan struct{}), make(chan struct{})
@@ -362,7 +386,7 @@ func TestCacheCollectorRedisErrors(t *testing.T) {
 	s := redistest.Mini(t)
 	ctx := context.Background()
 	c := newCache(t, s, nil)
-	reg := register(t, metrics.NewCacheCollector(c))
+	reg := register(t, metrics.NewCacheCollector(c, metrics.Options{}))
 	st := stepper{t, c, reg}
 
 	s.Mini().SetError("ERR injected")
@@ -396,7 +420,7 @@ func TestL1Evictions(t *testing.T) {
 	s := redistest.Mini(t)
 	ctx := context.Background()
 	c := newCache(t, s, func(o *tiered.Options) { o.LocalMaxCost = 200 })
-	reg := register(t, metrics.NewCacheCollector(c))
+	reg := register(t, metrics.NewCacheCollector(c, metrics.Options{}))
 	for i := 0; ; i++ {
 		k := string(rune('a' + i%26))
 		if err := c.Set(ctx, k, "value of some length"); err != nil {

@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -59,8 +60,8 @@ func TestDescribeMatchesCollect(t *testing.T) {
 		name string
 		give prometheus.Collector
 	}{
-		{"cache", metrics.NewCacheCollector(fakeCache{tiered.Stats{Namespace: "m"}})},
-		{"bus", metrics.NewBusCollector(fakeBus{})},
+		{"cache", metrics.NewCacheCollector(fakeCache{tiered.Stats{Namespace: "m"}}, metrics.Options{})},
+		{"bus", metrics.NewBusCollector(fakeBus{}, metrics.Options{})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,12 +88,12 @@ func TestLint(t *testing.T) {
 			t.Errorf("%s: %s: %s", name, p.Metric, p.Text)
 		}
 	}
-	check(t, "fake cache", metrics.NewCacheCollector(fakeCache{tiered.Stats{Namespace: "m"}}))
-	check(t, "fake bus", metrics.NewBusCollector(fakeBus{}))
+	check(t, "fake cache", metrics.NewCacheCollector(fakeCache{tiered.Stats{Namespace: "m"}}, metrics.Options{}))
+	check(t, "fake bus", metrics.NewBusCollector(fakeBus{}, metrics.Options{}))
 	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
 		c := newCache(t, s, nil)
-		check(t, "cache", metrics.NewCacheCollector(c))
-		check(t, "bus", metrics.NewBusCollector(c.Bus()))
+		check(t, "cache", metrics.NewCacheCollector(c, metrics.Options{}))
+		check(t, "bus", metrics.NewBusCollector(c.Bus(), metrics.Options{}))
 	})
 }
 
@@ -106,14 +107,63 @@ func TestTwoCachesOneRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	got := scrape(t, register(t, metrics.NewCacheCollector(a), metrics.NewCacheCollector(b), metrics.NewBusCollector(a.Bus())))
-	for _, id := range []string{l1MaxCost, `tiercache_l1_max_cost_bytes{namespace="n"}`, registrations} {
+	got := scrape(t, register(t, metrics.NewCacheCollector(a, metrics.Options{}), metrics.NewCacheCollector(b, metrics.Options{}), metrics.NewBusCollector(a.Bus(), metrics.Options{})))
+	for _, id := range []string{l1MaxCost, `tiercache_l1_max_cost_bytes{cache="n"}`, registrations} {
 		if _, ok := got[id]; !ok {
 			t.Errorf("series %s missing", id)
 		}
 	}
 	if got[registrations] != 2 {
 		t.Errorf("%s = %v, want 2", registrations, got[registrations])
+	}
+}
+
+// TestSameNamespaceTwice: two caches of one namespace on one registry are
+// refused by default (their series would be duplicates), and told apart by
+// Options.Cache.
+func TestSameNamespaceTwice(t *testing.T) {
+	s := redistest.Mini(t)
+	a := newCache(t, s, nil)
+	b, err := tiered.New[int](tiered.Options{Redis: s.Client(t), Namespace: "m", Bus: a.Bus()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(metrics.NewCacheCollector(a, metrics.Options{})); err != nil {
+		t.Fatal(err)
+	}
+	err = reg.Register(metrics.NewCacheCollector(b, metrics.Options{}))
+	var are prometheus.AlreadyRegisteredError
+	if !errors.As(err, &are) {
+		t.Errorf("second collector with cache=m: Register = %v, want an AlreadyRegisteredError", err)
+	}
+	if err := reg.Register(metrics.NewCacheCollector(b, metrics.Options{Cache: "m-ints"})); err != nil {
+		t.Errorf("second collector with cache=m-ints: Register = %v, want nil", err)
+	}
+	got := scrape(t, reg)
+	for _, id := range []string{l1MaxCost, `tiercache_l1_max_cost_bytes{cache="m-ints"}`} {
+		if _, ok := got[id]; !ok {
+			t.Errorf("series %s missing", id)
+		}
+	}
+}
+
+// TestPrefix: Options.Prefix replaces tiercache in every name.
+func TestPrefix(t *testing.T) {
+	families := emitted(t,
+		metrics.NewCacheCollector(fakeCache{tiered.Stats{Namespace: "m"}}, metrics.Options{Prefix: "shop_cache"}),
+		metrics.NewBusCollector(fakeBus{}, metrics.Options{Prefix: "shop_cache"}))
+	if _, ok := families["shop_cache_requests_total"]; !ok {
+		t.Errorf("no shop_cache_requests_total among %d families", len(families))
+	}
+	if _, ok := families["shop_cache_invalidation_usable"]; !ok {
+		t.Errorf("no shop_cache_invalidation_usable among %d families", len(families))
+	}
+	for name := range families {
+		if !strings.HasPrefix(name, "shop_cache_") {
+			t.Errorf("family %s does not start with the prefix", name)
+		}
 	}
 }
 
@@ -133,8 +183,8 @@ func TestDocListsEveryMetric(t *testing.T) {
 		}
 	}
 	families := emitted(t,
-		metrics.NewCacheCollector(fakeCache{tiered.Stats{Namespace: "m"}}),
-		metrics.NewBusCollector(fakeBus{}))
+		metrics.NewCacheCollector(fakeCache{tiered.Stats{Namespace: "m"}}, metrics.Options{}),
+		metrics.NewBusCollector(fakeBus{}, metrics.Options{}))
 	for name := range families {
 		if !listed[name] {
 			t.Errorf("%s is emitted but not listed in doc.go", name)

@@ -70,8 +70,8 @@ func TestDashboard(t *testing.T) {
 	}
 
 	families := emitted(t,
-		metrics.NewCacheCollector(fakeCache{tiered.Stats{Namespace: "m"}}),
-		metrics.NewBusCollector(fakeBus{}))
+		metrics.NewCacheCollector(fakeCache{tiered.Stats{Namespace: "m"}}, metrics.Options{}),
+		metrics.NewBusCollector(fakeBus{}, metrics.Options{}))
 	known := func(name string) bool {
 		if _, ok := families[name]; ok {
 			return true
@@ -96,10 +96,18 @@ func TestDashboard(t *testing.T) {
 		if strings.Count(expr, "(") != strings.Count(expr, ")") || strings.Count(expr, "{") != strings.Count(expr, "}") {
 			t.Errorf("%s: unbalanced brackets in %q", where, expr)
 		}
+		// Kubernetes service discovery sets a target label namespace, the
+		// pod's: the caches' label is cache, and nothing filters on the other.
+		if strings.Contains(expr, "namespace") {
+			t.Errorf("%s: %q uses the label namespace; the collectors' label is cache", where, expr)
+		}
 	}
 
 	for _, v := range d.Templating.List {
 		check("variable "+v.Name, v.Definition)
+	}
+	if len(d.Templating.List) != 1 || d.Templating.List[0].Name != "cache" {
+		t.Errorf("templating variables %+v, want one named cache", d.Templating.List)
 	}
 	ids := map[int]bool{}
 	titles := map[string]bool{}
@@ -147,7 +155,7 @@ func TestDashboardCoversBusFamilies(t *testing.T) {
 		"tiercache_invalidation_peers":                  true,
 		"tiercache_invalidation_registrations":          true,
 	}
-	for name := range emitted(t, metrics.NewBusCollector(fakeBus{invalidation.Stats{}})) {
+	for name := range emitted(t, metrics.NewBusCollector(fakeBus{invalidation.Stats{}}, metrics.Options{})) {
 		if !notShown[name] && !strings.Contains(string(b), name) {
 			t.Errorf("bus metric %s is not on the dashboard", name)
 		}

@@ -8,22 +8,38 @@
 //
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(
-//		metrics.NewCacheCollector(products), // one per cache
-//		metrics.NewBusCollector(products.Bus()), // one per bus, shared by its caches
+//		metrics.NewCacheCollector(products, metrics.Options{}),     // one per cache
+//		metrics.NewBusCollector(products.Bus(), metrics.Options{}), // one per bus, shared by its caches
 //	)
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
-// Labels are bounded: namespace (a const label, the cache's
-// Options.Namespace), tier, result, op and reason, each with the fixed
-// values listed below. No metric is labelled by key or error text.
+// Names start with [Options].Prefix, tiercache by default, as listed
+// below. Labels are bounded: cache (a const label, the cache's
+// Options.Namespace unless [Options].Cache says otherwise), tier, result,
+// op and reason, each with the fixed values listed below. No metric is
+// labelled by key or error text. The label is cache, not namespace,
+// because Kubernetes service discovery gives every target a namespace
+// label (the pod's), which would rename ours to exported_namespace.
+//
+// Each counter counts one thing, so that a sum over its labels means
+// something: tiercache_requests_total counts keys in every tier and result
+// (a batch of 10 keys that misses L1 is 10 L1 misses); calls, such as
+// loader calls and round trips, have counters of their own.
+//
+// Breaking change: before this version the const label was namespace, the
+// prefix was fixed, tiercache_requests_total{tier="l2",result="error"} and
+// {tier="loader",result="error"} counted calls, and NewCacheCollector and
+// NewBusCollector took no Options. Rewrite queries that filter on
+// namespace to cache; failed loader calls are now
+// tiercache_load_errors_total.
 //
 // # Cache metrics
 //
-// [NewCacheCollector] exports, each with the label namespace:
+// [NewCacheCollector] exports, each with the label cache:
 //
-//	tiercache_requests_total{tier,result}          reads: tier="l1" result=hit|miss|bypass,
+//	tiercache_requests_total{tier,result}          keys looked up: tier="l1" result=hit|miss|bypass,
 //	                                               tier="l2" result=hit|miss|error (after an L1 miss),
-//	                                               tier="loader" result=hit (keys loaded)|miss (keys not found)|error (failed calls)
+//	                                               tier="loader" result=hit (loaded)|miss (not found)|error (the call failed)
 //	tiercache_l1_entries                           gauge: entries held by ristretto
 //	tiercache_l1_cost_bytes                        gauge: cost in use (bytes of encoded values)
 //	tiercache_l1_max_cost_bytes                    gauge: Options.LocalMaxCost
@@ -46,6 +62,7 @@
 //	tiercache_l2_read_bytes_total                  bytes of L2 entries read
 //	tiercache_l2_written_bytes_total               bytes of L2 entries and invalidation messages written
 //	tiercache_loads_total                          loader calls (a batch call counts once)
+//	tiercache_load_errors_total                    loader calls that failed
 //	tiercache_load_duration_seconds                histogram: loader latency
 //	tiercache_load_panics_total                    loader calls that panicked
 //	tiercache_load_dedupes_total                   callers that joined a load running in this process
@@ -70,12 +87,12 @@
 //
 // The L2 latency histogram (op is one of get, get_many, write, lease, fill,
 // release) is exported only when the source also has a method
-// L2Latency() map[string]tiered.Histogram.
+// L2Latency() map[string]tiered.Histogram, as *tiered.Cache has.
 //
 // # Bus metrics
 //
-// [NewBusCollector] exports, without a namespace label (a bus serves every
-// namespace in the process):
+// [NewBusCollector] exports, without a cache label (a bus serves every
+// cache in the process):
 //
 //	tiercache_invalidation_messages_published_total   messages this node published
 //	tiercache_invalidation_keys_published_total       keys in them

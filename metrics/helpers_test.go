@@ -152,51 +152,52 @@ func expectDelta(t testing.TB, step string, before, after samples, wants map[str
 
 // Series names of the cache collector for namespace "m".
 const (
-	l1Hit       = `tiercache_requests_total{namespace="m",result="hit",tier="l1"}`
-	l1Miss      = `tiercache_requests_total{namespace="m",result="miss",tier="l1"}`
-	l1Bypass    = `tiercache_requests_total{namespace="m",result="bypass",tier="l1"}`
-	l2Hit       = `tiercache_requests_total{namespace="m",result="hit",tier="l2"}`
-	l2Miss      = `tiercache_requests_total{namespace="m",result="miss",tier="l2"}`
-	l2Error     = `tiercache_requests_total{namespace="m",result="error",tier="l2"}`
-	loaderHit   = `tiercache_requests_total{namespace="m",result="hit",tier="loader"}`
-	loaderMiss  = `tiercache_requests_total{namespace="m",result="miss",tier="loader"}`
-	loaderError = `tiercache_requests_total{namespace="m",result="error",tier="loader"}`
+	l1Hit       = `tiercache_requests_total{cache="m",result="hit",tier="l1"}`
+	l1Miss      = `tiercache_requests_total{cache="m",result="miss",tier="l1"}`
+	l1Bypass    = `tiercache_requests_total{cache="m",result="bypass",tier="l1"}`
+	l2Hit       = `tiercache_requests_total{cache="m",result="hit",tier="l2"}`
+	l2Miss      = `tiercache_requests_total{cache="m",result="miss",tier="l2"}`
+	l2Error     = `tiercache_requests_total{cache="m",result="error",tier="l2"}`
+	loaderHit   = `tiercache_requests_total{cache="m",result="hit",tier="loader"}`
+	loaderMiss  = `tiercache_requests_total{cache="m",result="miss",tier="loader"}`
+	loaderError = `tiercache_requests_total{cache="m",result="error",tier="loader"}`
 
-	l1Entries    = `tiercache_l1_entries{namespace="m"}`
-	l1Cost       = `tiercache_l1_cost_bytes{namespace="m"}`
-	l1MaxCost    = `tiercache_l1_max_cost_bytes{namespace="m"}`
-	l1Sets       = `tiercache_l1_sets_total{namespace="m"}`
-	l1Rejected   = `tiercache_l1_sets_rejected_total{namespace="m"}`
-	l1Evictions  = `tiercache_l1_evictions_total{namespace="m"}`
-	l1StaleFills = `tiercache_l1_stale_fills_total{namespace="m"}`
-	l1Stamp      = `tiercache_l1_stamp_rejections_total{namespace="m"}`
-	l1Collisions = `tiercache_l1_epoch_collisions_total{namespace="m"}`
-	l1Invalid    = `tiercache_l1_invalidated_keys_total{namespace="m"}`
-	l1Clears     = `tiercache_l1_clears_total{namespace="m"}`
+	l1Entries    = `tiercache_l1_entries{cache="m"}`
+	l1Cost       = `tiercache_l1_cost_bytes{cache="m"}`
+	l1MaxCost    = `tiercache_l1_max_cost_bytes{cache="m"}`
+	l1Sets       = `tiercache_l1_sets_total{cache="m"}`
+	l1Rejected   = `tiercache_l1_sets_rejected_total{cache="m"}`
+	l1Evictions  = `tiercache_l1_evictions_total{cache="m"}`
+	l1StaleFills = `tiercache_l1_stale_fills_total{cache="m"}`
+	l1Stamp      = `tiercache_l1_stamp_rejections_total{cache="m"}`
+	l1Collisions = `tiercache_l1_epoch_collisions_total{cache="m"}`
+	l1Invalid    = `tiercache_l1_invalidated_keys_total{cache="m"}`
+	l1Clears     = `tiercache_l1_clears_total{cache="m"}`
 
-	l2RoundTrips = `tiercache_l2_round_trips_total{namespace="m"}`
-	l2RTErrors   = `tiercache_l2_round_trip_errors_total{namespace="m"}`
-	l2Decode     = `tiercache_l2_decode_errors_total{namespace="m"}`
-	l2Read       = `tiercache_l2_read_bytes_total{namespace="m"}`
-	l2Written    = `tiercache_l2_written_bytes_total{namespace="m"}`
+	l2RoundTrips = `tiercache_l2_round_trips_total{cache="m"}`
+	l2RTErrors   = `tiercache_l2_round_trip_errors_total{cache="m"}`
+	l2Decode     = `tiercache_l2_decode_errors_total{cache="m"}`
+	l2Read       = `tiercache_l2_read_bytes_total{cache="m"}`
+	l2Written    = `tiercache_l2_written_bytes_total{cache="m"}`
 
-	loads          = `tiercache_loads_total{namespace="m"}`
-	loadCount      = `tiercache_load_duration_seconds_count{namespace="m"}`
-	panics         = `tiercache_load_panics_total{namespace="m"}`
-	dedupes        = `tiercache_load_dedupes_total{namespace="m"}`
-	leaseGrants    = `tiercache_lease_grants_total{namespace="m"}`
-	leaseWaits     = `tiercache_lease_waits_total{namespace="m"}`
-	leaseFallbacks = `tiercache_lease_fallbacks_total{namespace="m"}`
-	fillsRefused   = `tiercache_fills_refused_total{namespace="m"}`
-	oversize       = `tiercache_oversize_values_total{namespace="m"}`
-	writes         = `tiercache_writes_total{namespace="m"}`
-	writeErrors    = `tiercache_write_errors_total{namespace="m"}`
-	peerInvalid    = `tiercache_peer_invalidated_keys_total{namespace="m"}`
+	loads          = `tiercache_loads_total{cache="m"}`
+	loadCount      = `tiercache_load_duration_seconds_count{cache="m"}`
+	loadErrors     = `tiercache_load_errors_total{cache="m"}`
+	panics         = `tiercache_load_panics_total{cache="m"}`
+	dedupes        = `tiercache_load_dedupes_total{cache="m"}`
+	leaseGrants    = `tiercache_lease_grants_total{cache="m"}`
+	leaseWaits     = `tiercache_lease_waits_total{cache="m"}`
+	leaseFallbacks = `tiercache_lease_fallbacks_total{cache="m"}`
+	fillsRefused   = `tiercache_fills_refused_total{cache="m"}`
+	oversize       = `tiercache_oversize_values_total{cache="m"}`
+	writes         = `tiercache_writes_total{cache="m"}`
+	writeErrors    = `tiercache_write_errors_total{cache="m"}`
+	peerInvalid    = `tiercache_peer_invalidated_keys_total{cache="m"}`
 )
 
 // l2Op names the L2 latency histogram's count for one kind of call.
 func l2Op(op string) string {
-	return `tiercache_l2_round_trip_duration_seconds_count{namespace="m",op="` + op + `"}`
+	return `tiercache_l2_round_trip_duration_seconds_count{cache="m",op="` + op + `"}`
 }
 
 // hasL2Latency reports whether c exposes its L2 latency histograms, which

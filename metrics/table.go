@@ -8,8 +8,33 @@ import (
 	"github.com/tiercache/tiercache/tiered"
 )
 
-// prefix is the first part of every metric name.
-const prefix = "tiercache"
+// DefaultPrefix is the first part of every metric name when
+// [Options].Prefix is empty.
+const DefaultPrefix = "tiercache"
+
+// Options configures a collector. The zero value gives the defaults.
+type Options struct {
+	// Prefix is the first part of every metric name: with "myapp_cache",
+	// tiercache_requests_total is exported as myapp_cache_requests_total.
+	// The dashboard in this directory expects the default. Default:
+	// "tiercache".
+	Prefix string
+	// Cache is the value of the const label cache on every series of a
+	// cache collector. Two caches of one namespace in one process (say, of
+	// two value types) registered on one registry need different values:
+	// with the same label their series would be duplicates, and the
+	// registry refuses the second collector (Register returns an error
+	// naming the first duplicate series). The bus collector ignores it.
+	// Default: the cache's Options.Namespace.
+	Cache string
+}
+
+func (o Options) prefix() string {
+	if o.Prefix == "" {
+		return DefaultPrefix
+	}
+	return o.Prefix
+}
 
 // A table lists every series a collector emits and how to read each one from
 // a snapshot S, so that Describe and Collect work from one list and cannot
@@ -61,14 +86,16 @@ func (t *table[S]) collect(s *S, ch chan<- prometheus.Metric) {
 	}
 }
 
-// builder adds families to a table under fixed const labels.
+// builder adds families to a table under a name prefix and fixed const
+// labels.
 type builder[S any] struct {
 	t           table[S]
+	prefix      string
 	constLabels prometheus.Labels
 }
 
 func (b *builder[S]) desc(subsystem, name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(prometheus.BuildFQName(prefix, subsystem, name), help, labels, b.constLabels)
+	return prometheus.NewDesc(prometheus.BuildFQName(b.prefix, subsystem, name), help, labels, b.constLabels)
 }
 
 // counter adds a family of one unlabelled counter.

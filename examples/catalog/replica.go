@@ -82,8 +82,8 @@ func newReplica(c replicaConfig) (*replica, error) {
 	// one. The bus collector is registered once per bus.
 	reg := prometheus.NewRegistry()
 	err = registerAll(reg,
-		metrics.NewCacheCollector(cache),
-		metrics.NewBusCollector(cache.Bus()),
+		metrics.NewCacheCollector(cache, metrics.Options{}),
+		metrics.NewBusCollector(cache.Bus(), metrics.Options{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "catalog_db_queries_total",
 			Help: "SQL statements the product repository sent to the database.",

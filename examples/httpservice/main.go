@@ -84,7 +84,7 @@ func run(ctx context.Context, redisAddr, addr string) error {
 	// is registered once; every cache sharing it would add only its own
 	// collector.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.NewCacheCollector(cache), metrics.NewBusCollector(cache.Bus()))
+	reg.MustRegister(metrics.NewCacheCollector(cache, metrics.Options{}), metrics.NewBusCollector(cache.Bus(), metrics.Options{}))
 
 	db := &database{rows: map[string]Product{"42": {ID: "42", Name: "Widget", Price: 995}}}
 	mux := http.NewServeMux()
