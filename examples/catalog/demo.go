@@ -238,8 +238,12 @@ func (d *demo) waitForPrice(ctx context.Context, i int, id, price int64, since t
 			return "", err
 		}
 		if p.Price == price {
-			return fmt.Sprintf("   replica %d serves the new price %s %v after the update returned (read %d, from %s)\n",
-				i+1, dollars(price), round(time.Since(since)), n, how), nil
+			which := "its first read"
+			if n > 1 {
+				which = fmt.Sprintf("read %d", n)
+			}
+			return fmt.Sprintf("   replica %d serves the new price %s %v after the update returned (%s, from %s)\n",
+				i+1, dollars(price), round(time.Since(since)), which, how), nil
 		}
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("replica %d still serves %s 5s after the update", i+1, dollars(p.Price))
