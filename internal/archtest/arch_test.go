@@ -64,3 +64,17 @@ func TestImportGraph(t *testing.T) {
 		}
 	}
 }
+
+// TestCoreHasNoOpenTelemetry: the OpenTelemetry bridge is a module of its
+// own (tierotel), so that users of the library do not download it.
+func TestCoreHasNoOpenTelemetry(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "all").Output()
+	if err != nil {
+		t.Fatalf("go list -m all: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "go.opentelemetry.io/") {
+			t.Errorf("the tiercache module depends on %s; OpenTelemetry belongs in tierotel", line)
+		}
+	}
+}
