@@ -336,7 +336,7 @@ func TestCurrent(t *testing.T) {
 	}
 }
 
-// TestLateSet is the race RISTRETTO.md measured: a fill passes its stamp
+// TestLateSet is the race the package doc describes: a fill passes its stamp
 // check, an invalidation completes, and only then does ristretto apply the
 // set. Handing the entry to ristretto directly makes that order certain.
 func TestLateSet(t *testing.T) {

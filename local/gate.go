@@ -22,7 +22,7 @@ type gateShard struct {
 }
 
 // gate keeps ristretto's Close from running while another call is inside
-// ristretto (RISTRETTO.md: that panics or hangs), without a lock on the hit
+// ristretto (that panics or hangs: see the package doc), without a lock on the hit
 // path. A call does enter.Add(1), loads the cache's closed flag, calls
 // ristretto only if it is false, then does exit.Add(1). Close stores closed =
 // true and then calls drain.

@@ -11,7 +11,7 @@ const (
 	// delQueue is the capacity of the janitor's Del queue. One bus message
 	// can carry a whole batch of keys, and the janitor's Del can block for
 	// tens of milliseconds while ristretto's set buffer is full (see
-	// RISTRETTO.md); 4096 Dels (64 KiB) absorb such bursts. Past that, Dels
+	// the package doc); 4096 Dels (64 KiB) absorb such bursts. Past that, Dels
 	// are skipped: they only free memory.
 	delQueue = 4096
 )

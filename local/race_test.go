@@ -9,7 +9,7 @@ import (
 )
 
 // TestNoStaleAfterInvalidate races fills that read an old version against
-// invalidations: the race RISTRETTO.md measured at 44% stale reads on raw
+// invalidations: the race the package doc gives at 44% stale reads on raw
 // ristretto. A writer publishes version i, invalidates, and only then raises
 // the floor to i. Fillers stamp, read the version and fill it. Readers load
 // the floor first: a hit below it would be a value read before an
