@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/tiercache/tiercache => ../
 
 require (
-	github.com/prometheus/client_golang v1.25.0
+	github.com/prometheus/client_golang v1.24.1
 	github.com/tiercache/tiercache v0.0.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0
