@@ -1,5 +1,7 @@
 module github.com/tiercache/tiercache/examples
 
+// modernc.org/sqlite v1.62.0 and its libc need Go 1.26, whatever the
+// library's own go line asks.
 go 1.26.0
 
 replace github.com/tiercache/tiercache => ../
