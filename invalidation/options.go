@@ -96,29 +96,36 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// validate reports the first problem in o, which must have its defaults.
+// validate reports every problem in o at once; o must have its defaults.
 func (o Options) validate() error {
-	switch {
-	case o.Redis == nil:
-		return errors.New("invalidation: Options.Redis is required")
-	case o.MaxStaleness <= 0:
-		return fmt.Errorf("invalidation: Options.MaxStaleness must be > 0, got %v", o.MaxStaleness)
-	case o.HeartbeatInterval <= 0:
-		return fmt.Errorf("invalidation: Options.HeartbeatInterval must be > 0, got %v", o.HeartbeatInterval)
-	case o.GapGrace <= 0:
-		return fmt.Errorf("invalidation: Options.GapGrace must be > 0, got %v", o.GapGrace)
-	case o.ConfirmTimeout <= 0:
-		return fmt.Errorf("invalidation: Options.ConfirmTimeout must be > 0, got %v", o.ConfirmTimeout)
-	case strings.ContainsAny(o.Channel, "{}") && !hasHashTag(o.Channel):
-		return fmt.Errorf("invalidation: Options.Channel %q has braces but no Redis Cluster hash tag (\"{tag}\" with a non-empty tag); use none, or a whole tag", o.Channel)
-	case o.HeartbeatInterval >= o.MaxStaleness/2:
-		return fmt.Errorf("invalidation: Options.HeartbeatInterval (%v) must be less than Options.MaxStaleness/2 (%v)",
-			o.HeartbeatInterval, o.MaxStaleness/2)
-	case o.HeartbeatInterval+o.GapGrace >= o.MaxStaleness:
-		return fmt.Errorf("invalidation: Options.HeartbeatInterval + Options.GapGrace (%v) must be less than Options.MaxStaleness (%v)",
-			o.HeartbeatInterval+o.GapGrace, o.MaxStaleness)
+	var errs []error
+	if o.Redis == nil {
+		errs = append(errs, errors.New("invalidation: Options.Redis is required"))
 	}
-	return nil
+	if o.MaxStaleness <= 0 {
+		errs = append(errs, fmt.Errorf("invalidation: Options.MaxStaleness must be > 0, got %v", o.MaxStaleness))
+	}
+	if o.HeartbeatInterval <= 0 {
+		errs = append(errs, fmt.Errorf("invalidation: Options.HeartbeatInterval must be > 0, got %v", o.HeartbeatInterval))
+	}
+	if o.GapGrace <= 0 {
+		errs = append(errs, fmt.Errorf("invalidation: Options.GapGrace must be > 0, got %v", o.GapGrace))
+	}
+	if o.ConfirmTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("invalidation: Options.ConfirmTimeout must be > 0, got %v", o.ConfirmTimeout))
+	}
+	if strings.ContainsAny(o.Channel, "{}") && !hasHashTag(o.Channel) {
+		errs = append(errs, fmt.Errorf("invalidation: Options.Channel %q has braces but no Redis Cluster hash tag (\"{tag}\" with a non-empty tag); use none, or a whole tag", o.Channel))
+	}
+	if o.MaxStaleness > 0 && o.HeartbeatInterval > 0 && o.HeartbeatInterval >= o.MaxStaleness/2 {
+		errs = append(errs, fmt.Errorf("invalidation: Options.HeartbeatInterval (%v) must be less than Options.MaxStaleness/2 (%v)",
+			o.HeartbeatInterval, o.MaxStaleness/2))
+	}
+	if o.MaxStaleness > 0 && o.HeartbeatInterval > 0 && o.GapGrace > 0 && o.HeartbeatInterval+o.GapGrace >= o.MaxStaleness {
+		errs = append(errs, fmt.Errorf("invalidation: Options.HeartbeatInterval + Options.GapGrace (%v) must be less than Options.MaxStaleness (%v)",
+			o.HeartbeatInterval+o.GapGrace, o.MaxStaleness))
+	}
+	return errors.Join(errs...)
 }
 
 // margin is how much earlier than MaxStaleness the watchdog declares the bus

@@ -52,7 +52,12 @@ func TestOptionsValidate(t *testing.T) {
 	}{
 		{name: "defaults", give: Options{Redis: rdb}, want: ""},
 		{name: "no Redis", give: Options{}, want: "invalidation: Options.Redis is required"},
-		{name: "negative MaxStaleness", give: Options{Redis: rdb, MaxStaleness: -1}, want: "invalidation: Options.MaxStaleness must be > 0, got -1ns"},
+		// The defaults derived from a bad MaxStaleness are reported too:
+		// validate names every problem at once.
+		{name: "negative MaxStaleness", give: Options{Redis: rdb, MaxStaleness: -1}, want: "invalidation: Options.MaxStaleness must be > 0, got -1ns\n" +
+			"invalidation: Options.HeartbeatInterval must be > 0, got 0s\ninvalidation: Options.GapGrace must be > 0, got 0s"},
+		{name: "two problems", give: Options{GapGrace: -1, ConfirmTimeout: -1}, want: "invalidation: Options.Redis is required\n" +
+			"invalidation: Options.GapGrace must be > 0, got -1ns\ninvalidation: Options.ConfirmTimeout must be > 0, got -1ns"},
 		{name: "negative HeartbeatInterval", give: Options{Redis: rdb, HeartbeatInterval: -1}, want: "invalidation: Options.HeartbeatInterval must be > 0, got -1ns"},
 		{name: "negative GapGrace", give: Options{Redis: rdb, GapGrace: -1}, want: "invalidation: Options.GapGrace must be > 0, got -1ns"},
 		{name: "negative ConfirmTimeout", give: Options{Redis: rdb, ConfirmTimeout: -1}, want: "invalidation: Options.ConfirmTimeout must be > 0, got -1ns"},

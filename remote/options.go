@@ -126,30 +126,39 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// validate checks Options after withDefaults.
+// validate checks Options after withDefaults and reports every problem
+// at once.
 func (o Options) validate() error {
-	switch {
-	case o.Redis == nil:
-		return errors.New("remote: Options.Redis is required")
-	case o.Namespace == "":
-		return errors.New("remote: Options.Namespace is required")
-	case strings.ContainsAny(o.Namespace, ":{}"):
-		return fmt.Errorf("remote: Options.Namespace %q must not contain ':', '{' or '}'", o.Namespace)
-	case o.Timeout < 0:
-		return fmt.Errorf("remote: Options.Timeout is negative: %v", o.Timeout)
-	case o.MaxKeySize < 0:
-		return fmt.Errorf("remote: Options.MaxKeySize is negative: %d", o.MaxKeySize)
-	case o.MaxValueSize < MinValueSize:
-		return fmt.Errorf("remote: Options.MaxValueSize must be over %d: %d", headerLen+tokenLen, o.MaxValueSize)
-	case o.CompressThreshold < 0:
-		return fmt.Errorf("remote: Options.CompressThreshold is negative: %d", o.CompressThreshold)
-	case o.BreakerThreshold < 0:
-		return fmt.Errorf("remote: Options.BreakerThreshold is negative: %d", o.BreakerThreshold)
-	case o.BreakerMinOpen < 0 || o.BreakerMaxOpen < o.BreakerMinOpen:
-		return fmt.Errorf("remote: Options.BreakerMinOpen (%v) must be >= 0 and at most Options.BreakerMaxOpen (%v)", o.BreakerMinOpen, o.BreakerMaxOpen)
+	var errs []error
+	if o.Redis == nil {
+		errs = append(errs, errors.New("remote: Options.Redis is required"))
+	}
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("remote: Options.Namespace is required"))
+	}
+	if strings.ContainsAny(o.Namespace, ":{}") { // see the package doc
+		errs = append(errs, fmt.Errorf("remote: Options.Namespace %q must not contain ':', '{' or '}'", o.Namespace))
+	}
+	if o.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("remote: Options.Timeout is negative: %v", o.Timeout))
+	}
+	if o.MaxKeySize < 0 {
+		errs = append(errs, fmt.Errorf("remote: Options.MaxKeySize is negative: %d", o.MaxKeySize))
+	}
+	if o.MaxValueSize < MinValueSize {
+		errs = append(errs, fmt.Errorf("remote: Options.MaxValueSize must be over %d: %d", headerLen+tokenLen, o.MaxValueSize))
+	}
+	if o.CompressThreshold < 0 {
+		errs = append(errs, fmt.Errorf("remote: Options.CompressThreshold is negative: %d", o.CompressThreshold))
+	}
+	if o.BreakerThreshold < 0 {
+		errs = append(errs, fmt.Errorf("remote: Options.BreakerThreshold is negative: %d", o.BreakerThreshold))
+	}
+	if o.BreakerMinOpen < 0 || o.BreakerMaxOpen < o.BreakerMinOpen {
+		errs = append(errs, fmt.Errorf("remote: Options.BreakerMinOpen (%v) must be >= 0 and at most Options.BreakerMaxOpen (%v)", o.BreakerMinOpen, o.BreakerMaxOpen))
 	}
 	if id := o.Codec.ID(); id != codecJSON && id != codecMsgpack && id < codecUserMin {
-		return fmt.Errorf("remote: Options.Codec ID %d is reserved; user codecs use %d..255", id, codecUserMin)
+		errs = append(errs, fmt.Errorf("remote: Options.Codec ID %d is reserved; user codecs use %d..255", id, codecUserMin))
 	}
-	return nil
+	return errors.Join(errs...)
 }
