@@ -65,10 +65,10 @@ type Options struct {
 	// Namespace prefixes every L2 key ("ns:key") and scopes invalidations:
 	// caches of one Namespace share their values, in L2 and across nodes.
 	// Required. It must not contain ':', so that no namespace's keys can
-	// be mistaken for another's ("a:b" + ":c" against "a" + ":b:c"), nor
-	// '{' or '}', so that a Redis Cluster hash tag in a key
-	// ("user:{42}:cart") is the one that picks the key's slot. Keys
-	// themselves may contain anything.
+	// be mistaken for another's (key "c" of namespace "a:b" and key "b:c"
+	// of namespace "a" would both be "a:b:c"), nor '{' or '}', so that a
+	// Redis Cluster hash tag in a key ("user:{42}:cart") is the one that
+	// picks the key's slot. Keys themselves may contain anything.
 	Namespace string
 	// Bus is a shared invalidation bus (one per process is enough for every
 	// cache, several of one namespace included: a write through one drops
