@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -200,4 +203,34 @@ func TestRedisDown(t *testing.T) {
 			t.Errorf("GET /healthz with Redis down = %d %s, want 200, degraded", code, body)
 		}
 	})
+}
+
+// TestDatabaseUnreachableAtStart: a replica whose database does not answer
+// does not start, and says why.
+func TestDatabaseUnreachableAtStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String() // nothing listens there once ln is closed
+	ln.Close()
+	tests := []struct {
+		name string
+		give string
+	}{
+		{"postgres on a closed port", "postgres://postgres@" + closed + "/test?sslmode=disable"},
+		{"sqlite in a missing directory", filepath.Join(t.TempDir(), "missing", "catalog.db")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, _, err := openDatabase(context.Background(), tt.give)
+			if err == nil {
+				db.Close()
+				t.Fatalf("openDatabase(%q) = nil error, want one", tt.give)
+			}
+			if !strings.Contains(err.Error(), "connect to") {
+				t.Errorf("openDatabase(%q) = %v, want a connect error", tt.give, err)
+			}
+		})
+	}
 }

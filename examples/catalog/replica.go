@@ -48,11 +48,12 @@ func cacheOptions(rdb redis.UniversalClient, namespace string, logger *slog.Logg
 		TTL:      5 * time.Minute,
 		LocalTTL: time.Minute,
 		// A product query takes milliseconds, so a load still running after
-		// 3 s means the database is in trouble. LeaseWait is as long as a
-		// load may take, so replicas wait for the one loading a product
-		// instead of querying the database themselves.
+		// 3 s means the database is in trouble. LeaseWait keeps its
+		// default, half of LoadTimeout: a replica waits up to 1.5 s for
+		// another replica's load of the same product (one query
+		// cluster-wide), and has the rest to query it itself if that
+		// replica died holding the lease.
 		LoadTimeout: 3 * time.Second,
-		LeaseWait:   3 * time.Second,
 		Logger:      logger,
 	}
 }

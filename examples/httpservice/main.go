@@ -54,12 +54,18 @@ func main() {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	if err := run(ctx, *redisAddr, *addr); err != nil {
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := run(ctx, *redisAddr, ln); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, redisAddr, addr string) error {
+// run serves on ln until ctx ends, then shuts down; it closes ln.
+func run(ctx context.Context, redisAddr string, ln net.Listener) error {
+	defer ln.Close() // Serve closes it too; this covers the early returns
 	if redisAddr == "" {
 		srv, err := embedredis.Start(ctx, embedredis.Options{AllowMiniredis: true})
 		if err != nil {
@@ -116,10 +122,6 @@ func run(ctx context.Context, redisAddr, addr string) error {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Printf("listening on http://%s (try /products/42 and /metrics)", ln.Addr())
 	serveErr := make(chan error, 1) // buffered: Serve may return after we stopped listening for it
