@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tiercache/tiercache/internal/embedredis"
+	"github.com/tiercache/tiercache/examples/devredis"
 )
 
 // Scenarios are the scenario names, in the order a run takes them.
@@ -230,13 +230,13 @@ func Run(ctx context.Context, c Config, w io.Writer) (*Results, error) {
 	}
 	addr, kind := c.Redis, "external"
 	if addr == "" {
-		srv, err := embedredis.Start(ctx, embedredis.Options{AllowMiniredis: true})
+		srv, err := devredis.Start(ctx, devredis.Options{AllowMiniredis: true})
 		if err != nil {
 			return nil, err
 		}
 		defer srv.Close()
 		addr, kind = srv.Addr, string(srv.Kind)
-		if srv.Kind == embedredis.Miniredis {
+		if srv.Kind == devredis.Miniredis {
 			c.Progress("WARNING: redis-server is not on PATH, so this run uses in-process miniredis: its latencies are not Redis's, and the client-tracking systems are skipped. Install redis-server for real figures.")
 		}
 	}
@@ -252,7 +252,7 @@ func Run(ctx context.Context, c Config, w io.Writer) (*Results, error) {
 	admin := redis.NewClient(&redis.Options{Addr: addr})
 	defer admin.Close()
 	version := "unknown (miniredis)"
-	if kind != string(embedredis.Miniredis) {
+	if kind != string(devredis.Miniredis) {
 		v, err := redisVersion(ctx, admin)
 		if err != nil {
 			return nil, fmt.Errorf("redis INFO at %s: %w", addr, err)

@@ -46,7 +46,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tiercache/tiercache/internal/embedredis"
+	"github.com/tiercache/tiercache/examples/devredis"
 )
 
 func main() {
@@ -141,11 +141,11 @@ func redisFor(ctx context.Context, addr string, warn io.Writer) (_, kind string,
 	if addr != "" {
 		return addr, "", func() {}, nil
 	}
-	srv, err := embedredis.Start(ctx, embedredis.Options{AllowMiniredis: true})
+	srv, err := devredis.Start(ctx, devredis.Options{AllowMiniredis: true})
 	if err != nil {
 		return "", "", nil, fmt.Errorf("embedded redis: %w", err)
 	}
-	if srv.Kind == embedredis.Miniredis {
+	if srv.Kind == devredis.Miniredis {
 		fmt.Fprintln(warn, "warning: redis-server is not installed; using an in-process miniredis, which is not Redis "+
 			"(apt-get install redis-server, or pass -redis host:port)")
 	}

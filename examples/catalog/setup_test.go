@@ -22,7 +22,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 
-	"github.com/tiercache/tiercache/internal/embedredis"
+	"github.com/tiercache/tiercache/examples/devredis"
 )
 
 // The suite runs on every pair of a Redis and a database below.
@@ -41,8 +41,8 @@ var redisKinds = []redisKind{
 
 func startRedisServer(t *testing.T) (string, func()) {
 	t.Helper()
-	srv, err := embedredis.Start(context.Background(), embedredis.Options{})
-	if errors.Is(err, embedredis.ErrNoRedisServer) && os.Getenv("TIERCACHE_REQUIRE_REDIS") != "1" {
+	srv, err := devredis.Start(context.Background(), devredis.Options{})
+	if errors.Is(err, devredis.ErrNoRedisServer) && os.Getenv("TIERCACHE_REQUIRE_REDIS") != "1" {
 		t.Skip("redis-server not installed (TIERCACHE_REQUIRE_REDIS=1 makes this a failure)")
 	}
 	if err != nil {

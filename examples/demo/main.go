@@ -21,7 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tiercache/tiercache/internal/embedredis"
+	"github.com/tiercache/tiercache/examples/devredis"
 	"github.com/tiercache/tiercache/tiered"
 )
 
@@ -42,14 +42,14 @@ func main() {
 func run(addr string) error {
 	ctx := context.Background()
 	if addr == "" {
-		srv, err := embedredis.Start(ctx, embedredis.Options{AllowMiniredis: true})
+		srv, err := devredis.Start(ctx, devredis.Options{AllowMiniredis: true})
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
 		addr = srv.Addr
 		fmt.Printf("embedded Redis (%s) on %s\n", srv.Kind, addr)
-		if srv.Kind == embedredis.Miniredis {
+		if srv.Kind == devredis.Miniredis {
 			fmt.Fprintln(os.Stderr, "warning: redis-server not found; using in-process miniredis, which is not Redis (install redis-server for the real thing)")
 		}
 	}

@@ -30,7 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tiercache/tiercache/internal/embedredis"
+	"github.com/tiercache/tiercache/examples/devredis"
 	"github.com/tiercache/tiercache/metrics"
 	"github.com/tiercache/tiercache/tiered"
 )
@@ -67,13 +67,13 @@ func main() {
 func run(ctx context.Context, redisAddr string, ln net.Listener) error {
 	defer ln.Close() // Serve closes it too; this covers the early returns
 	if redisAddr == "" {
-		srv, err := embedredis.Start(ctx, embedredis.Options{AllowMiniredis: true})
+		srv, err := devredis.Start(ctx, devredis.Options{AllowMiniredis: true})
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
 		redisAddr = srv.Addr
-		if srv.Kind == embedredis.Miniredis {
+		if srv.Kind == devredis.Miniredis {
 			log.Print("warning: redis-server not found; using in-process miniredis, which is not Redis (install redis-server for the real thing)")
 		}
 	}

@@ -1,11 +1,13 @@
-// Package embedredis starts the Redis that tierbench and the examples use
-// when no address is given: a redis-server child on a free loopback port, or,
+// Package devredis starts the Redis that the examples and tierbench use when
+// no address is given: a redis-server child on a free loopback port, or,
 // when the binary is missing, an in-process miniredis.
 //
-// It is internal to the repository, not to one module: the bench and
-// examples modules import it (Go's internal rule follows import paths).
-// Nothing here listens on or dials any address other than 127.0.0.1.
-package embedredis
+// It is development scaffolding, not part of the pattern the examples show:
+// a service in production is given its Redis address. It lives in the
+// examples module, so the examples use the library's public API only, and
+// tierbench imports it from here. Nothing here listens on or dials any
+// address other than 127.0.0.1.
+package devredis
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package embedredis
+package devredis
 
 import (
 	"context"
