@@ -6,7 +6,7 @@ replace github.com/tiercache/tiercache => ../
 
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
-	github.com/prometheus/client_golang v1.24.1
+	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/tiercache/tiercache v0.0.0
 	go.opentelemetry.io/otel v1.47.0
