@@ -75,6 +75,27 @@
 // bounded age while Redis is unreachable, which relaxes the staleness
 // bound.
 //
+// # Observing
+//
+// [Cache.Stats] returns the counters; package metrics exports them to
+// Prometheus, read at scrape time. [Options.Tracer] is told about each
+// L2 round trip, loader call and lease wait (never about an L1 hit); the
+// module github.com/tiercache/tiercache/tierotel turns those into
+// OpenTelemetry spans and exports the counters as OpenTelemetry metrics.
+// Log records go to [Options.Logger] with the context of the call that
+// noticed what they report (the breaker's changes, noticed inside the
+// remote store, carry none).
+//
+// # Errors
+//
+// Errors read "tiered <operation>[ <keys>]: <cause>", the operation being
+// the method's name in lower case ("tiered get many (3 keys, first "a"):
+// ..."), or "tiered load" for a shared load a caller waited on.
+// [ErrNotFound], [ErrClosed], a loader's own error and the caller's
+// context error are returned as they are. Match sentinels with errors.Is
+// and typed errors (*[KeyError], *[ValueSizeError], *[OptionError],
+// *[PanicError]) with errors.As.
+//
 // Values served from L1 are shared by every caller: treat them as
 // immutable.
 package tiered

@@ -67,14 +67,6 @@ func (e *PanicError) Unwrap() error {
 	return err
 }
 
-// Errors returned by a Cache read "tiered <operation>[ <keys>]: <cause>",
-// where the operation is the method's name in lower case (get, get many,
-// get or load, get or load many, set, set many, delete, clear, new) or
-// "load" for the shared load a caller waited on. A few are returned as
-// they are: ErrNotFound, ErrClosed, a loader's own error, and the
-// caller's context error. Sentinels and typed errors inside are matched
-// with errors.Is and errors.As.
-
 // opError names op, and for an error from L2 the keys it concerned, in
 // front of err's cause. L2's own name for the call is dropped: a caller
 // knows the method it called, and the remote store is how the cache does
