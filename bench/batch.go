@@ -14,7 +14,7 @@ import (
 const (
 	batchSize     = 100
 	batchLoadCost = time.Millisecond // one query for all the missing keys
-	batchCold     = 30
+	batchCold     = 15
 	batchWarm     = 300
 )
 

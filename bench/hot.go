@@ -43,7 +43,7 @@ func (r hotResult) nsPerOp() float64 {
 // fill reads keys through n's getOrLoad until each is in n's local tier
 // (fills may be asynchronous), in a bounded number of passes. It returns
 // the fraction of the second pass served locally, or -1 if n does not say.
-func fill(ctx context.Context, n node, local bool, keys []string, value string) (float64, error) {
+func fill(ctx context.Context, n node, sys system, keys []string, value string) (float64, error) {
 	pass := func(f func(string) error) error {
 		var next atomic.Int64
 		errs := make([]error, fillWorkers)
@@ -70,15 +70,31 @@ func fill(ctx context.Context, n node, local bool, keys []string, value string) 
 	// in Redis and locally, as the system does on a miss.
 	load := func(context.Context, string) (string, error) { return value, nil }
 	read := func(k string) error { _, err := n.getOrLoad(ctx, k, load); return err }
+	if b, ok := n.(batchNode); ok && sys.batchFills {
+		// The first pass in batches of 512: one round trip or so each.
+		bload := func(_ context.Context, ks []string) (map[string]string, error) {
+			m := make(map[string]string, len(ks))
+			for _, k := range ks {
+				m[k] = value
+			}
+			return m, nil
+		}
+		for i := 0; i < len(keys); i += 512 {
+			if _, err := b.getOrLoadMany(ctx, keys[i:min(i+512, len(keys))], bload); err != nil {
+				return 0, fmt.Errorf("batch read: %w", err)
+			}
+		}
+	}
 	if err := pass(read); err != nil {
 		return 0, fmt.Errorf("read: %w", err)
 	}
-	if !local {
+	if !sys.local {
 		return -1, nil
 	}
-	// Asynchronous fills land within milliseconds; give them a bounded
-	// number of passes.
-	for range 3 {
+	// Asynchronous fills land within milliseconds: passes until nearly
+	// every read is local, or a deadline.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
 		before := n.localHits()
 		if err := pass(read); err != nil {
 			return 0, fmt.Errorf("read: %w", err)
@@ -87,18 +103,10 @@ func fill(ctx context.Context, n node, local bool, keys []string, value string) 
 			return -1, nil
 		}
 		frac := float64(n.localHits()-before) / float64(len(keys))
-		if frac >= 0.99 {
-			return frac, nil
-		}
-		if ctx.Err() != nil {
+		if frac >= 0.99 || !time.Now().Before(deadline) || ctx.Err() != nil {
 			return frac, ctx.Err()
 		}
 	}
-	before := n.localHits()
-	if err := pass(read); err != nil {
-		return 0, err
-	}
-	return float64(n.localHits()-before) / float64(len(keys)), nil
 }
 
 // measureHot reads keys from n in a tight loop on goroutines goroutines
@@ -198,7 +206,7 @@ func hotSection(ctx context.Context, r *runner) (*Section, error) {
 			for i := range keys {
 				keys[i] = keyName(i)
 			}
-			local, err := fill(ctx, n, sys.local, keys, "value")
+			local, err := fill(ctx, n, sys, keys, "value")
 			if err != nil {
 				n.close()
 				return nil, fmt.Errorf("hot: %s: fill %d keys: %w", sys.name, k, err)
