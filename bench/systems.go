@@ -84,7 +84,7 @@ type system struct {
 	// key by key (go-redis CSC caches an MGET as one entry), so the
 	// hot-path scenario can fill 65,536 keys in a few round trips.
 	batchFills bool
-	note  string
+	note       string
 }
 
 // peerLocalTTL is the local TTL given to go-redis/cache's TinyLFU, rueidis's
