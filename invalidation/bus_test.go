@@ -3,6 +3,7 @@ package invalidation
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -364,4 +365,54 @@ func TestRestartClearsAndRecovers(t *testing.T) {
 			t.Errorf("clears %d, Stats %+v; want a clear, a reconnect and more bypass time than %d", all, st, before.BypassNanos)
 		}
 	})
+}
+
+// TestHealsSoonAfterBlackhole: a resubscription dialled while Redis was
+// blackholed must not hold the bus once Redis answers again. Before the
+// dial got the confirmation's deadline, its HELLO waited out the client's
+// ReadTimeout (30 s here) for a reply the blackhole had swallowed, so the
+// bus stayed unusable, and Close blocked, for that long after Redis was
+// back.
+func TestHealsSoonAfterBlackhole(t *testing.T) {
+	s := redistest.Real(t)
+	p, err := faultproxy.Start(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, ReadTimeout: 30 * time.Second,
+		ContextTimeoutEnabled: true, DialTimeout: 200 * time.Millisecond})
+	defer c.Close()
+	b, err := New(context.Background(), Options{Redis: c, ConfirmTimeout: 200 * time.Millisecond,
+		HeartbeatInterval: 50 * time.Millisecond, MaxStaleness: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := b.WaitUsable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.Blackhole(true)
+	waitFor(t, "the bus to notice the blackhole", func() bool { return !b.Usable() })
+	// Let a resubscription start inside the blackhole: it shows as a
+	// subscribe error once it gives up (with the fix, after 200 ms), and
+	// not at all before the fix; either way one is in flight by then.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) && b.Stats().SubscribeErrors == 0; {
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+	p.Blackhole(false)
+	healed, cancelHeal := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelHeal()
+	if err := b.WaitUsable(healed); err != nil {
+		t.Errorf("bus still unusable 5 s after Redis answered again: %v", err)
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		t.Logf("%s", buf[:n])
+	}
+	start := time.Now()
+	_ = b.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v after the blackhole, want it bounded by ConfirmTimeout, not ReadTimeout", d)
+	}
 }

@@ -24,11 +24,20 @@ func (b *Bus) subscribe(ctx context.Context) (*redis.PubSub, error) {
 func (b *Bus) subscribeWithin(ctx context.Context, confirm time.Duration) (*redis.PubSub, error) {
 	// The shared channel goes first: go-redis's Cluster client picks the
 	// node by the first channel; both share a hash slot anyway.
-	ps := b.opts.Redis.Subscribe(ctx, b.opts.Channel, b.beatCh)
+	//
+	// The dial and its HELLO, which go-redis may do inside the first
+	// Receive, get a deadline too: a connection made while Redis was
+	// blackholed would otherwise wait out the client's ReadTimeout for a
+	// reply that never comes, long after Redis is back, and hold Close that
+	// long. (go-redis applies a context's deadline to socket reads only with
+	// ContextTimeoutEnabled; without it, ReadTimeout bounds them.)
+	sctx, cancel := context.WithTimeout(ctx, 2*confirm)
+	defer cancel()
+	ps := b.opts.Redis.Subscribe(sctx, b.opts.Channel, b.beatCh)
 	confirmed := 0
 	for confirmed < 2 {
 		// Subscribe ignores errors; the first Receive reports them.
-		msg, err := ps.ReceiveTimeout(ctx, confirm)
+		msg, err := ps.ReceiveTimeout(sctx, confirm)
 		if err != nil {
 			_ = ps.Close()
 			return nil, err
