@@ -134,9 +134,7 @@ func runMixed(ctx context.Context, r *runner, sys system, saturate bool) (mixedR
 	}
 	nodes := make([]node, 0, c.Nodes)
 	defer func() {
-		for _, n := range nodes {
-			n.close()
-		}
+		closeAll(nodes)
 	}()
 	for range c.Nodes {
 		n, err := sys.newNode(r.addr, nodeOptions{prefix: "mixed"})

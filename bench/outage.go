@@ -42,9 +42,7 @@ func runOutage(ctx context.Context, sys system, addr string, warmFor, outageFor,
 	nodes := make([]node, 0, OutageNodes)
 	proxies := make([]*faultproxy.Proxy, 0, OutageNodes)
 	defer func() {
-		for _, n := range nodes {
-			n.close()
-		}
+		closeAll(nodes)
 		for _, p := range proxies {
 			_ = p.Close()
 		}

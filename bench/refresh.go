@@ -73,9 +73,7 @@ func runRefresh(ctx context.Context, sys system, addr string, warmFor, measureFo
 	var res refreshResult
 	nodes := make([]node, 0, RefreshNodes)
 	defer func() {
-		for _, n := range nodes {
-			n.close()
-		}
+		closeAll(nodes)
 	}()
 	for range RefreshNodes {
 		n, err := sys.newNode(addr, nodeOptions{})

@@ -58,7 +58,7 @@ type Config struct {
 	// WriteFrac is the fraction of the mixed scenario's operations that
 	// are writes. Default: 0.02.
 	WriteFrac float64
-	// MixedWarmup is run before the mixed scenario measures. Default: 1s.
+	// MixedWarmup is run before the mixed scenario measures. Default: 500ms.
 	MixedWarmup time.Duration
 	// MixedFor is how long the mixed scenario measures each system.
 	// Default: 3s.
@@ -70,7 +70,7 @@ type Config struct {
 	// phases. Defaults: 1s, 2s, 3s.
 	OutageWarm, OutageFor, OutageAfter time.Duration
 	// RefreshWarm and RefreshFor are how long the refresh scenario warms
-	// up and then measures each system. Defaults: one TTL (2s) and 3s (the
+	// up and then measures each system. Defaults: one TTL (2s) and 2s (the
 	// README's figures use 30s).
 	RefreshWarm, RefreshFor time.Duration
 
@@ -99,13 +99,13 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.HotFor, 200*time.Millisecond)
-	def(&c.MixedWarmup, time.Second)
+	def(&c.MixedWarmup, 500*time.Millisecond)
 	def(&c.MixedFor, 3*time.Second)
 	def(&c.OutageWarm, time.Second)
 	def(&c.OutageFor, 2*time.Second)
 	def(&c.OutageAfter, 3*time.Second)
 	def(&c.RefreshWarm, RefreshTTL)
-	def(&c.RefreshFor, 3*time.Second)
+	def(&c.RefreshFor, 2*time.Second)
 	if len(c.HotKeys) == 0 {
 		c.HotKeys = defaultHotKeys
 	}

@@ -30,9 +30,7 @@ func runStampede(ctx context.Context, r *runner, sys system, key string) (stampe
 	var res stampedeTrial
 	nodes := make([]node, 0, r.c.Nodes)
 	defer func() {
-		for _, n := range nodes {
-			n.close()
-		}
+		closeAll(nodes)
 	}()
 	for range r.c.Nodes {
 		n, err := sys.newNode(r.addr, nodeOptions{prefix: "stampede"})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -667,3 +668,13 @@ func skipReason(sys system, env Env) string {
 
 // keyName is the i-th key of a scenario.
 func keyName(i int) string { return "k" + strconv.Itoa(i) }
+
+// closeAll closes nodes at once: a client whose connections a fault left
+// hanging may take a while to close, and the nodes wait for nothing shared.
+func closeAll(nodes []node) {
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(n.close)
+	}
+	wg.Wait()
+}

@@ -51,7 +51,7 @@ func run() int {
 	flag.BoolVar(&c.Saturate, "saturate", false, "also run the mixed scenario with no pacing, as its own table")
 	flag.DurationVar(&c.OutageFor, "outage", 0, "how long the outage scenario blackholes Redis (default 2s; 1s of warmup before, 3s of recovery after)")
 	flag.DurationVar(&c.OutageAfter, "outage-recovery", 0, "how long the outage scenario measures after Redis is back (default 3s)")
-	flag.DurationVar(&c.RefreshFor, "refresh", 0, "how long the refresh scenario measures each system (default 3s)")
+	flag.DurationVar(&c.RefreshFor, "refresh", 0, "how long the refresh scenario measures each system (default 2s)")
 	smoke := flag.Bool("smoke", false, "run every scenario and system for a moment, as CI does (its figures mean nothing)")
 	flag.Parse()
 	if *smoke {
