@@ -222,7 +222,7 @@ func (o Options) withDefaults() Options {
 	if o.TTL == 0 {
 		o.TTL = 10 * time.Minute
 	}
-	if o.LocalTTL == 0 {
+	if o.LocalTTL == 0 && o.TTL > 0 { // a bad TTL is reported as itself, not again as LocalTTL
 		o.LocalTTL = min(time.Minute, o.TTL)
 	}
 	if o.LocalMaxCost == 0 {

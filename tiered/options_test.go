@@ -123,3 +123,15 @@ func TestOptionsStringEffective(t *testing.T) {
 		t.Errorf("LocalTTL default with TTL=5s = %v, want 5s", got)
 	}
 }
+
+// TestBadTTLReportedOnce: LocalTTL's default comes from TTL, so a negative
+// TTL used to be reported twice, once under a field the caller never set.
+func TestBadTTLReportedOnce(t *testing.T) {
+	_, err := New[string](Options{Namespace: "n", TTL: -1})
+	if err == nil || !strings.Contains(err.Error(), "Options.TTL") {
+		t.Fatalf("New with TTL -1 = %v, want an error naming Options.TTL", err)
+	}
+	if strings.Contains(err.Error(), "LocalTTL") {
+		t.Errorf("New with TTL -1 blames LocalTTL, which was not set: %v", err)
+	}
+}
