@@ -321,7 +321,7 @@ func (o Options) validate() error {
 			bad(n.name, "must not be negative, got %d", n.v)
 		}
 	}
-	if o.LocalTTL > o.TTL {
+	if o.LocalTTL > o.TTL && o.TTL > 0 {
 		bad("LocalTTL", "%v must not exceed TTL (%v)", o.LocalTTL, o.TTL)
 	}
 	if o.MaxValueSize < remote.MinValueSize {
