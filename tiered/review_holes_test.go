@@ -38,6 +38,11 @@ func TestReviewFailedWriteDoesNotClearPeers(t *testing.T) {
 	if err := c.Set(ctx, "a", "1"); err != nil {
 		t.Fatal(err)
 	}
+	// The peer's receive loop applies a's invalidation when it gets to it,
+	// which may be after warm has filled a from L2; the late invalidation
+	// then drops a and reads as the clear this test looks for (7 runs in
+	// 75 at GOMAXPROCS=1). Fill only once the peer has applied it.
+	heardSince(t, peer)
 	warm(t, []*Cache[string]{peer}, "a", "1")
 
 	p.Refuse(true)
@@ -46,11 +51,11 @@ func TestReviewFailedWriteDoesNotClearPeers(t *testing.T) {
 		t.Fatal("Set through a refusing proxy succeeded")
 	}
 	p.Refuse(false)
-	before := peer.Stats().Invalidations
 	if err := c.Set(ctx, "c", "1"); err != nil {
 		t.Fatalf("Set after the proxy passes again: %v", err)
 	}
-	eventually(t, 2*time.Second, func() bool { return peer.Stats().Invalidations > before }, "peer hears the next write")
+	// Once the peer has applied c's message, a gap left by b is open.
+	heardSince(t, peer)
 	// A gap is given up on GapGrace (MaxStaleness/4) after it opened; wait
 	// past that, polling for the clear that should not come.
 	grace := peer.bus.MaxStaleness() / 4
@@ -61,8 +66,10 @@ func TestReviewFailedWriteDoesNotClearPeers(t *testing.T) {
 	if n := peer.bus.Stats().FullClearsGap; n != 0 {
 		t.Errorf("peer cleared its whole L1 %d time(s) for a gap left by a write that never reached Redis", n)
 	}
-	if !l1Holds(peer, "a", "1") {
-		t.Errorf("peer's L1 lost a, which no write touched")
+	// A miss on an epoch collision (b or c shares a's slot: about 1 run in
+	// 30,000) is the documented cost of the slot table, not a clear.
+	if !l1Holds(peer, "a", "1") && peer.Stats().L1.EpochCollisions == 0 {
+		t.Errorf("peer's L1 lost a, which no write touched (bus: %+v)", peer.bus.Stats())
 	}
 }
 
