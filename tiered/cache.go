@@ -35,6 +35,7 @@ type Cache[V any] struct {
 	flight flights[V]
 
 	refreshing refreshes  // keys being refreshed ahead or revalidated here
+	unreleased unreleased // leases to release once Redis answers
 	refreshLog failureLog // failed refreshes, logged at most once per logEvery
 
 	closing context.Context // cancelled by Close; bounds every load

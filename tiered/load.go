@@ -579,23 +579,6 @@ func (c *Cache[V]) callLoader(ctx context.Context, load BatchLoader[V], keys []s
 // runtime.Goexit (t.FailNow in a test, say) instead of returning.
 var errGoexit = errors.New("tiered load: loader called runtime.Goexit")
 
-// release gives up leases we will not fill, in one round trip, so waiters
-// on other nodes stop waiting. It runs on its own short context, with ctx's
-// values only: the load's context may be why we release (timeout, Close).
-func (c *Cache[V]) release(ctx context.Context, keys []string, tokens [][]byte) {
-	if len(keys) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.RedisTimeout)
-	defer cancel()
-	ctx, end := c.trace(ctx, OpL2, "release", len(keys))
-	err := c.l2.ReleaseMany(ctx, keys, tokens)
-	end(err)
-	if err != nil {
-		c.l2Failed(ctx, "release", 0, err)
-	}
-}
-
 func pick(keys []string, idx []int) []string {
 	out := make([]string, len(idx))
 	for n, i := range idx {
