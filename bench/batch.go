@@ -145,16 +145,6 @@ func batchSection(ctx context.Context, r *runner) (*Section, error) {
 			"warm_p50": float64(percentile(res.warm, 50)), "warm_p99": float64(percentile(res.warm, 99))}
 		s.add(Row{System: sys.name, Values: v, Note: sys.batch})
 	}
-	var base float64
-	for _, row := range s.Rows {
-		if row.System == sysRawRedis && row.Skipped == "" {
-			base = row.value("warm_p50")
-		}
-	}
-	for _, row := range s.Rows {
-		if row.Skipped == "" && base > 0 {
-			row.Values["warm_vs_redis"] = row.value("warm_p50") / base
-		}
-	}
+	ratioTo(s, sysRawRedis, "warm_p50", "warm_vs_redis")
 	return s, nil
 }
