@@ -312,7 +312,7 @@ func mixedSection(ctx context.Context, r *runner, saturate bool) (*Section, erro
 		},
 	}
 	for _, d := range freshDeltas {
-		s.Columns = append(s.Columns, Column{"nines_" + deltaKey(d), "nines Δ=" + deltaName(d), UnitNines})
+		s.Columns = append(s.Columns, Column{"nines_" + deltaName(d), "nines Δ=" + deltaName(d), UnitNines})
 	}
 	s.Columns = append(s.Columns, Column{"fresh_0", "fresh Δ=0", UnitFrac}, Column{"stale_long", "stale > 1.5s", UnitCount})
 	for _, sys := range systems() {
@@ -334,13 +334,7 @@ func mixedSection(ctx context.Context, r *runner, saturate bool) (*Section, erro
 	return s, nil
 }
 
-func deltaKey(d time.Duration) string {
-	if d == 0 {
-		return "0"
-	}
-	return d.String()
-}
-
+// deltaName is Δ as the column keys and heads spell it: "0", "1ms", ...
 func deltaName(d time.Duration) string {
 	if d == 0 {
 		return "0"
@@ -393,8 +387,8 @@ func mixedRow(r *runner, sys system, res mixedResult) Row {
 	}
 	for i, d := range freshDeltas {
 		f := 1 - float64(stale[i])/float64(max(reads, 1))
-		v["fresh_"+deltaKey(d)] = f
-		v["nines_"+deltaKey(d)] = nines(stale[i], reads)
+		v["fresh_"+deltaName(d)] = f
+		v["nines_"+deltaName(d)] = nines(stale[i], reads)
 	}
 	v["stale_long"] = float64(long)
 	note := sys.note
