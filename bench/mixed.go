@@ -132,17 +132,11 @@ func runMixed(ctx context.Context, r *runner, sys system, saturate bool) (mixedR
 	if err := r.flush(ctx); err != nil {
 		return res, err
 	}
-	nodes := make([]node, 0, c.Nodes)
-	defer func() {
-		closeAll(nodes)
-	}()
-	for range c.Nodes {
-		n, err := sys.newNode(r.addr, nodeOptions{prefix: "mixed"})
-		if err != nil {
-			return res, err
-		}
-		nodes = append(nodes, n)
+	nodes, err := newNodes(c.Nodes, func(int) (node, error) { return sys.newNode(r.addr, nodeOptions{prefix: "mixed"}) })
+	if err != nil {
+		return res, err
 	}
+	defer closeAll(nodes)
 	db := newTruth(c.Keys)
 	res.truth = db
 	keys := make([]string, c.Keys)

@@ -39,10 +39,8 @@ type outageResult struct {
 // runOutage runs the scenario for lib against the Redis at addr.
 func runOutage(ctx context.Context, sys system, addr string, warmFor, outageFor, afterFor time.Duration) (outageResult, error) {
 	var res outageResult
-	nodes := make([]node, 0, OutageNodes)
 	proxies := make([]*faultproxy.Proxy, 0, OutageNodes)
 	defer func() {
-		closeAll(nodes)
 		for _, p := range proxies {
 			_ = p.Close()
 		}
@@ -53,12 +51,14 @@ func runOutage(ctx context.Context, sys system, addr string, warmFor, outageFor,
 			return res, err
 		}
 		proxies = append(proxies, p)
-		n, err := sys.newNode(p.Addr(), nodeOptions{prefix: "outage"})
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", sys.name, err)
-		}
-		nodes = append(nodes, n)
 	}
+	nodes, err := newNodes(OutageNodes, func(i int) (node, error) { return sys.newNode(proxies[i].Addr(), nodeOptions{prefix: "outage"}) })
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", sys.name, err)
+	}
+	// Deferred after the proxies' Close, so it runs first: nodes close
+	// while their proxies still pass.
+	defer closeAll(nodes)
 	var loads atomic.Int64
 	load := simulatedQuery(OutageLoadCost, func(string) { loads.Add(1) })
 	start := time.Now()

@@ -71,17 +71,11 @@ type refreshResult struct {
 // (every key's first load), then measureFor measured.
 func runRefresh(ctx context.Context, sys system, addr string, warmFor, measureFor time.Duration) (refreshResult, error) {
 	var res refreshResult
-	nodes := make([]node, 0, RefreshNodes)
-	defer func() {
-		closeAll(nodes)
-	}()
-	for range RefreshNodes {
-		n, err := sys.newNode(addr, nodeOptions{})
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", sys.name, err)
-		}
-		nodes = append(nodes, n)
+	nodes, err := newNodes(RefreshNodes, func(int) (node, error) { return sys.newNode(addr, nodeOptions{}) })
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", sys.name, err)
 	}
+	defer closeAll(nodes)
 	var loads, hotLoads atomic.Int64
 	hot := make(map[string]bool, RefreshHot)
 	for k := range RefreshHot {

@@ -28,17 +28,11 @@ type stampedeTrial struct {
 
 func runStampede(ctx context.Context, r *runner, sys system, key string) (stampedeTrial, error) {
 	var res stampedeTrial
-	nodes := make([]node, 0, r.c.Nodes)
-	defer func() {
-		closeAll(nodes)
-	}()
-	for range r.c.Nodes {
-		n, err := sys.newNode(r.addr, nodeOptions{prefix: "stampede"})
-		if err != nil {
-			return res, err
-		}
-		nodes = append(nodes, n)
+	nodes, err := newNodes(r.c.Nodes, func(int) (node, error) { return sys.newNode(r.addr, nodeOptions{prefix: "stampede"}) })
+	if err != nil {
+		return res, err
 	}
+	defer closeAll(nodes)
 	var loads atomic.Int64
 	load := simulatedQuery(stampedeLoadCost, func(string) { loads.Add(1) })
 	release := make(chan struct{})

@@ -669,6 +669,21 @@ func skipReason(sys system, env Env) string {
 // keyName is the i-th key of a scenario.
 func keyName(i int) string { return "k" + strconv.Itoa(i) }
 
+// newNodes makes count nodes with mk(i); on an error it closes the ones
+// already made. The caller closes the nodes with [closeAll].
+func newNodes(count int, mk func(i int) (node, error)) ([]node, error) {
+	nodes := make([]node, 0, count)
+	for i := range count {
+		n, err := mk(i)
+		if err != nil {
+			closeAll(nodes)
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
 // closeAll closes nodes at once: a client whose connections a fault left
 // hanging may take a while to close, and the nodes wait for nothing shared.
 func closeAll(nodes []node) {
