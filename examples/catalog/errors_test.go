@@ -52,6 +52,8 @@ func TestBadInput(t *testing.T) {
 		{"negative stock", "PUT", "/products/1", `{"stock":-5}`, 422},
 		{"empty name", "PUT", "/products/1", `{"name":" "}`, 422},
 		{"long name", "PUT", "/products/1", `{"name":"` + strings.Repeat("n", maxNameLen+1) + `"}`, 422},
+		{"NUL in name", "PUT", "/products/1", `{"name":"Tin\u0000Cup"}`, 422},
+		{"create with NUL in name", "POST", "/products", `{"name":"Tin\u0000Cup","price":1}`, 422},
 		{"nothing to update", "PUT", "/products/1", `{}`, 422},
 		{"unknown field", "PUT", "/products/1", `{"prize":5}`, 400},
 		{"not JSON", "PUT", "/products/1", `price=5`, 400},

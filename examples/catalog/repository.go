@@ -375,6 +375,10 @@ func validate(name *string, price, stock *int64) error {
 			return &ValidationError{Field: "name", Reason: fmt.Sprintf("longer than %d bytes", maxNameLen)}
 		case !utf8.ValidString(*name):
 			return &ValidationError{Field: "name", Reason: "not valid UTF-8"}
+		case strings.ContainsRune(*name, 0):
+			// PostgreSQL's text cannot hold NUL; refused here, the same on
+			// every database, rather than as a failed write.
+			return &ValidationError{Field: "name", Reason: "must not contain NUL"}
 		}
 	}
 	if price != nil && *price < 0 {
