@@ -181,22 +181,14 @@ func hotSection(ctx context.Context, r *runner) (*Section, error) {
 	}
 	for _, sys := range systems() {
 		r.progress("hot", sys.name)
-		if why := r.skip(sys); why != "" {
+		n, why, err := r.hotNode(ctx, sys)
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
 			for _, k := range r.c.HotKeys {
 				for _, g := range counts {
 					s.skip(sys.name, hotCase(k, g), why)
-				}
-			}
-			continue
-		}
-		if err := r.flush(ctx); err != nil {
-			return nil, err
-		}
-		n, err := sys.newNode(r.addr, nodeOptions{prefix: "hot"})
-		if err != nil {
-			for _, k := range r.c.HotKeys {
-				for _, g := range counts {
-					s.skip(sys.name, hotCase(k, g), "adapter failed: "+err.Error())
 				}
 			}
 			continue
@@ -233,6 +225,22 @@ func hotSection(ctx context.Context, r *runner) (*Section, error) {
 	}
 	ratioTo(s, sysRistretto, "ns_op", "vs_ristretto")
 	return s, nil
+}
+
+// hotNode flushes Redis and makes sys's node for the scenario, or says why
+// sys has no figures.
+func (r *runner) hotNode(ctx context.Context, sys system) (n node, why string, err error) {
+	if why := r.skip(sys); why != "" {
+		return nil, why, nil
+	}
+	if err := r.flush(ctx); err != nil {
+		return nil, "", err
+	}
+	n, err = sys.newNode(r.addr, nodeOptions{prefix: "hot"})
+	if err != nil {
+		return nil, "adapter failed: " + err.Error(), nil
+	}
+	return n, "", nil
 }
 
 // ratioTo sets every row's key to its value of of over the baseline
