@@ -59,12 +59,11 @@ type Cache[V any] struct {
 // the background). Call [Cache.WaitReady] to wait for that.
 func New[V any](o Options) (*Cache[V], error) {
 	o = o.withDefaults()
-	if err := o.validate(); err != nil {
-		var each []error
-		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-			each = append(each, opError("new", nil, e))
+	if errs := o.validate(); len(errs) > 0 {
+		for i, e := range errs {
+			errs[i] = opError("new", nil, e)
 		}
-		return nil, errors.Join(each...)
+		return nil, errors.Join(errs...)
 	}
 	blog := new(breakerLog)
 	l2, err := remote.New(remote.Options{

@@ -1,7 +1,6 @@
 package tiered
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -280,7 +279,7 @@ func (o Options) withDefaults() Options {
 // each an *OptionError that names the field, so that one run of New shows
 // all there is to fix. It checks, with tiered's field names, the rules of
 // the remote store and the bus that the cache builds, too.
-func (o Options) validate() error {
+func (o Options) validate() []error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, &OptionError{Option: "Options." + field, Reason: fmt.Sprintf(format, args...)})
@@ -342,7 +341,7 @@ func (o Options) validate() error {
 		// The bus's own rule: one late heartbeat must not cost L1.
 		bad("HeartbeatInterval", "%v must be less than MaxStaleness/2 (%v)", o.HeartbeatInterval, o.MaxStaleness/2)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // String prints the effective value of every knob, one per line, in the
