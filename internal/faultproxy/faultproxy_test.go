@@ -539,3 +539,38 @@ func TestRedisBlackhole(t *testing.T) {
 		t.Errorf("GET k after Pass = %v, want redis.Nil", err)
 	}
 }
+
+// Held requests reach the server only when released, in order, and also
+// when the client closed its side while they were held.
+func TestHoldRequests(t *testing.T) {
+	got := make(chan string, 1)
+	p := start(t, serve(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}))
+	c := dial(t, p.Addr())
+	if _, err := io.WriteString(c, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	p.HoldRequests()
+	p.HoldRequests() // a second call keeps holding
+	if _, err := io.WriteString(c, "held"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close() // the client gives up; the held bytes are still delivered
+	select {
+	case s := <-got:
+		t.Fatalf("server read %q before the release", s)
+	case <-time.After(50 * time.Millisecond): // nothing should happen; bounded wait for an absence
+	}
+	p.ReleaseRequests()
+	select {
+	case s := <-got:
+		if s != "warmheld" {
+			t.Errorf("server read %q, want %q", s, "warmheld")
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("held bytes not delivered after ReleaseRequests")
+	}
+	p.ReleaseRequests() // releasing again does nothing
+}

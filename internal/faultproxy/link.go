@@ -27,7 +27,8 @@ const (
 // chunk is one read from a socket on its way to the other side.
 type chunk struct {
 	data []byte
-	due  time.Time // when to forward it; zero means at once
+	due  time.Time     // when to forward it; zero means at once
+	hold chan struct{} // if set, forward it only once this is closed (HoldRequests)
 	cut  int       // -1: forward it all; else forward data[:cut], then reset the link
 }
 
@@ -137,6 +138,8 @@ func (l *link) read(src *net.TCPConn, ch chan<- chunk, delay *atomic.Int64, from
 			}
 			if fromServer {
 				c.cut = l.p.takeOneShot()
+			} else {
+				c.hold = l.p.held()
 			}
 			select {
 			case ch <- c:
@@ -166,6 +169,12 @@ func (l *link) write(dst *net.TCPConn, ch <-chan chunk) {
 	for c := range ch {
 		if done {
 			continue
+		}
+		if c.hold != nil {
+			select {
+			case <-c.hold:
+			case <-l.ctx.Done():
+			}
 		}
 		if !c.due.IsZero() {
 			if wait := time.Until(c.due); wait > 0 {

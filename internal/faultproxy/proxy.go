@@ -26,6 +26,9 @@ type Proxy struct {
 	oneShot  atomic.Int64
 	accepted atomic.Int64
 
+	holdMu sync.Mutex    // guards hold
+	hold   chan struct{} // non-nil while requests are held; closed to release them
+
 	// wg counts the accept loop and every connection goroutine. Add runs under
 	// mu after checking closed, or from a goroutine wg already counts, so no
 	// Add races with the Wait in Close.
@@ -98,14 +101,15 @@ func (p *Proxy) Close() error {
 	return nil
 }
 
-// Pass goes back to normal forwarding: it turns off Refuse and Blackhole and
-// sets both delays to zero. An armed one-shot fault ([Proxy.DropNextReply],
+// Pass goes back to normal forwarding: it turns off Refuse and Blackhole,
+// sets both delays to zero and releases held requests. An armed one-shot fault ([Proxy.DropNextReply],
 // [Proxy.ResetMidReply]) stays armed.
 func (p *Proxy) Pass() {
 	p.refuse.Store(false)
 	p.blackhole.Store(false)
 	p.reqDelay.Store(0)
 	p.repDelay.Store(0)
+	p.ReleaseRequests()
 }
 
 // Refuse, while on, resets each new connection (SO_LINGER 0, so the client
@@ -127,6 +131,40 @@ func (p *Proxy) Blackhole(on bool) { p.blackhole.Store(on) }
 // never forwarded before an earlier one. Zero (the default) or less means no
 // delay.
 func (p *Proxy) DelayRequests(d time.Duration) { p.reqDelay.Store(int64(max(d, 0))) }
+
+// HoldRequests holds every chunk from client to server that arrives from now
+// on, on open and new connections, until [Proxy.ReleaseRequests]: a request
+// caught in the network for as long as the test wants, without a timer. The
+// client may give up and close its connection meanwhile; what was held is
+// still delivered on release, as a slow network would deliver it. A second
+// call while holding does nothing.
+func (p *Proxy) HoldRequests() {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	if p.hold == nil {
+		p.hold = make(chan struct{})
+	}
+}
+
+// ReleaseRequests stops holding and lets every held chunk go, in order per
+// connection. It returns before they are written; a test that must know
+// when the server ran them watches the server (INFO commandstats, say).
+func (p *Proxy) ReleaseRequests() {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	if p.hold != nil {
+		close(p.hold)
+		p.hold = nil
+	}
+}
+
+// held returns the channel whose closing releases a chunk arriving now, or
+// nil when requests are not held.
+func (p *Proxy) held() chan struct{} {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	return p.hold
+}
 
 // DelayReplies is [Proxy.DelayRequests] for bytes from server to client.
 func (p *Proxy) DelayReplies(d time.Duration) { p.repDelay.Store(int64(max(d, 0))) }
