@@ -29,7 +29,7 @@ type chunk struct {
 	data []byte
 	due  time.Time     // when to forward it; zero means at once
 	hold chan struct{} // if set, forward it only once this is closed (HoldRequests)
-	cut  int       // -1: forward it all; else forward data[:cut], then reset the link
+	cut  int           // -1: forward it all; else forward data[:cut], then reset the link
 }
 
 // link is one client connection and its connection to the target. Its
