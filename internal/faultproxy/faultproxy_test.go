@@ -541,9 +541,10 @@ func TestRedisBlackhole(t *testing.T) {
 }
 
 // Held requests reach the server only when released, in order, and also
-// when the client closed its side while they were held.
+// when the client closed its side while they were held; StopHolding lets
+// later requests through meanwhile.
 func TestHoldRequests(t *testing.T) {
-	got := make(chan string, 1)
+	got := make(chan string, 2)
 	p := start(t, serve(t, func(c net.Conn) {
 		b, _ := io.ReadAll(c)
 		got <- string(b)
@@ -557,11 +558,31 @@ func TestHoldRequests(t *testing.T) {
 	if _, err := io.WriteString(c, "held"); err != nil {
 		t.Fatal(err)
 	}
+	for deadline := time.Now().Add(ioTimeout); p.Held() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("Held() stayed 0 after a write while holding")
+		}
+		time.Sleep(time.Millisecond) // poll: the proxy reads on its own goroutine
+	}
+	p.StopHolding()
+	free := dial(t, p.Addr())
+	if _, err := io.WriteString(free, "free"); err != nil {
+		t.Fatal(err)
+	}
+	_ = free.Close()
+	select {
+	case s := <-got:
+		if s != "free" {
+			t.Fatalf("server read %q first, want %q: held bytes went through", s, "free")
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("a request sent after StopHolding was held")
+	}
 	_ = c.Close() // the client gives up; the held bytes are still delivered
 	select {
 	case s := <-got:
 		t.Fatalf("server read %q before the release", s)
-	case <-time.After(50 * time.Millisecond): // nothing should happen; bounded wait for an absence
+	case <-time.After(50 * time.Millisecond): // an absence: a bounded wait is the only check
 	}
 	p.ReleaseRequests()
 	select {
@@ -571,6 +592,9 @@ func TestHoldRequests(t *testing.T) {
 		}
 	case <-time.After(ioTimeout):
 		t.Fatal("held bytes not delivered after ReleaseRequests")
+	}
+	if n := p.Held(); n != 0 {
+		t.Errorf("Held() = %d after the release, want 0", n)
 	}
 	p.ReleaseRequests() // releasing again does nothing
 }

@@ -139,7 +139,9 @@ func (l *link) read(src *net.TCPConn, ch chan<- chunk, delay *atomic.Int64, from
 			if fromServer {
 				c.cut = l.p.takeOneShot()
 			} else {
-				c.hold = l.p.held()
+				if c.hold = l.p.held(); c.hold != nil {
+					l.p.nHeld.Add(1)
+				}
 			}
 			select {
 			case ch <- c:
@@ -175,6 +177,7 @@ func (l *link) write(dst *net.TCPConn, ch <-chan chunk) {
 			case <-c.hold:
 			case <-l.ctx.Done():
 			}
+			l.p.nHeld.Add(-1)
 		}
 		if !c.due.IsZero() {
 			if wait := time.Until(c.due); wait > 0 {

@@ -26,8 +26,10 @@ type Proxy struct {
 	oneShot  atomic.Int64
 	accepted atomic.Int64
 
-	holdMu sync.Mutex    // guards hold
-	hold   chan struct{} // non-nil while requests are held; closed to release them
+	holdMu sync.Mutex      // guards hold and holds
+	hold   chan struct{}   // non-nil while new requests are held; closed to release them
+	holds  []chan struct{} // every hold not yet released
+	nHeld  atomic.Int64    // chunks read while holding and not yet forwarded
 
 	// wg counts the accept loop and every connection goroutine. Add runs under
 	// mu after checking closed, or from a goroutine wg already counts, so no
@@ -134,16 +136,26 @@ func (p *Proxy) DelayRequests(d time.Duration) { p.reqDelay.Store(int64(max(d, 0
 
 // HoldRequests holds every chunk from client to server that arrives from now
 // on, on open and new connections, until [Proxy.ReleaseRequests]: a request
-// caught in the network for as long as the test wants, without a timer. The
-// client may give up and close its connection meanwhile; what was held is
-// still delivered on release, as a slow network would deliver it. A second
-// call while holding does nothing.
+// caught in the network for as long as the test wants, without a timer.
+// [Proxy.StopHolding] lets later chunks through while the held ones stay
+// held. The client may give up and close its connection meanwhile; what was
+// held is still delivered on release, as a slow network would deliver it. A
+// second call while holding does nothing.
 func (p *Proxy) HoldRequests() {
 	p.holdMu.Lock()
 	defer p.holdMu.Unlock()
 	if p.hold == nil {
 		p.hold = make(chan struct{})
+		p.holds = append(p.holds, p.hold)
 	}
+}
+
+// StopHolding lets chunks that arrive from now on through at once; those
+// held already stay held until [Proxy.ReleaseRequests].
+func (p *Proxy) StopHolding() {
+	p.holdMu.Lock()
+	defer p.holdMu.Unlock()
+	p.hold = nil
 }
 
 // ReleaseRequests stops holding and lets every held chunk go, in order per
@@ -152,11 +164,15 @@ func (p *Proxy) HoldRequests() {
 func (p *Proxy) ReleaseRequests() {
 	p.holdMu.Lock()
 	defer p.holdMu.Unlock()
-	if p.hold != nil {
-		close(p.hold)
-		p.hold = nil
+	for _, h := range p.holds {
+		close(h)
 	}
+	p.hold, p.holds = nil, nil
 }
+
+// Held returns how many chunks the proxy has read while holding and not yet
+// forwarded, so a test can wait until a request is caught.
+func (p *Proxy) Held() int { return int(p.nHeld.Load()) }
 
 // held returns the channel whose closing releases a chunk arriving now, or
 // nil when requests are not held.
