@@ -75,6 +75,7 @@ type Bus struct {
 	closed   bool
 	ps       *redis.PubSub // the current subscription, closed by Close
 	handlers map[string][]*Registration
+	shared   map[string]any // per namespace, see Registration.Shared; dropped with its last registration
 	live     liveness
 	peers    peerTable
 	failed   failedWrites
@@ -111,6 +112,7 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 		beatNow:  make(chan struct{}, 1),
 		ready:    make(chan struct{}),
 		handlers: make(map[string][]*Registration),
+		shared:   make(map[string]any),
 	}
 	sctx, cancel := context.WithTimeout(ctx, o.ConfirmTimeout)
 	ps, err := b.subscribe(sctx)
@@ -225,6 +227,25 @@ func (r *Registration) Local(op Op, keys []string) {
 	}
 }
 
+// Shared returns the value that every registration of r's namespace on this
+// bus shares, calling newValue to make it on the first call for the
+// namespace. The value lives as long as the namespace has a registration
+// on the bus: once the last one closes, the next Shared makes a new one.
+// tiered keeps the write fence of a namespace here, so that sibling caches
+// order their writes as one. newValue runs under the bus's lock and must
+// not call into the bus.
+func (r *Registration) Shared(newValue func() any) any {
+	b := r.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v, ok := b.shared[r.ns]
+	if !ok {
+		v = newValue()
+		b.shared[r.ns] = v
+	}
+	return v
+}
+
 // Close unregisters the handler. After it returns the handler is never
 // called again; it waits for a call in progress. It is idempotent, and must
 // not be called from the handler itself.
@@ -247,6 +268,7 @@ func (r *Registration) Close() {
 	}
 	if len(rs) == 0 {
 		delete(b.handlers, r.ns)
+		delete(b.shared, r.ns)
 	} else {
 		b.handlers[r.ns] = rs
 	}

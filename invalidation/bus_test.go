@@ -351,6 +351,43 @@ func TestRegisterErrors(t *testing.T) {
 	}
 }
 
+// TestShared: registrations of one namespace on one bus share one value,
+// other namespaces get their own, and the value goes with the namespace's
+// last registration.
+func TestShared(t *testing.T) {
+	b := newBus(t, redistest.Mini(t), Options{})
+	made := 0
+	newValue := func() any { made++; return new(int) }
+	r1, err := b.Register("ns", &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := b.Register("ns", &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := b.Register("other", &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, v2, vo := r1.Shared(newValue), r2.Shared(newValue), other.Shared(newValue)
+	if v1 != v2 || v1 == vo || made != 2 {
+		t.Errorf("Shared: same namespace %p and %p, other %p, made %d; want the first two equal, the third apart, 2 made", v1, v2, vo, made)
+	}
+	r1.Close()
+	if v := r2.Shared(newValue); v != v1 {
+		t.Errorf("Shared after a sibling closed = %p, want %p", v, v1)
+	}
+	r2.Close()
+	r3, err := b.Register("ns", &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := r3.Shared(newValue); v == v1 {
+		t.Errorf("Shared after every registration of the namespace closed kept the old value")
+	}
+}
+
 func TestRestartClearsAndRecovers(t *testing.T) {
 	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
 		b := newBus(t, s, Options{MaxStaleness: 600 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})

@@ -9,3 +9,6 @@ var (
 	RefreshLockKey = refreshLockKey
 	HashSlot       = hashSlot
 )
+
+// FenceKey returns the Redis key of s's write fence.
+func FenceKey(s *Store) string { return s.fence.fenceKey(s.prefix) }

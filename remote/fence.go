@@ -15,34 +15,53 @@ import (
 
 // The write fence. A write whose round trip failed may still land later:
 // its request can sit in the network past the timeout and reach Redis
-// after a newer write of the same key, which it would then overwrite. So
-// on a single server (standalone or Sentinel) every write of a Store
-// carries the Store's write generation and runs in fencedWriteScript,
-// which refuses it when the Store's fence key in Redis holds a higher
-// generation. After a write fails, the Store raises its fence before it
-// sends anything newer: the late write then either landed before the
-// raise, and so before every newer write, or finds the fence raised and
-// does nothing. Writes of other Stores (other nodes) are not ordered by
-// it: two nodes writing one key race as they always do.
+// after a newer write of the same key, which it would then overwrite. So on
+// a single server (standalone or Sentinel) every write runs in
+// fencedWriteScript, which checks a fence key in Redis first.
+//
+// The fence key holds a random token. A write carries the token it was
+// sent with and runs only if the key holds exactly that token. After a
+// write fails (or is refused), the fence is raised: a fresh token is
+// stored, and only once Redis has acknowledged it are newer writes sent,
+// carrying the new token. A write that was held in the network then finds
+// another token and does nothing, however late it lands. Tokens are
+// compared for equality, never ordered, so nothing that lands late can make
+// an old token current again: a raise whose reply was lost carries a token
+// no write ever used, and at worst makes the next write raise once more.
+//
+// The fence fails safe. Redis may evict the fence key under maxmemory (every
+// policy but noeviction can take it), or its TTL may run out, or someone may
+// delete it: a write that finds no fence is refused like one that finds
+// another token, and the Store raises and sends it again. So a late write
+// never finds "no fence" and runs; its only way to run is to find its own
+// token, which the Store replaced before it sent anything newer.
+//
+// One Fence orders the writes of every Store that shares it: tiered gives
+// the caches of one namespace on one bus the same Fence, so a write that
+// timed out in one of them cannot overwrite a newer write of another.
+// Writes of other processes are not ordered by it: two nodes writing one
+// key race as they always do.
 //
 // Redis Cluster writes run one script per hash slot (writeScript) and are
 // not fenced; the README lists that. The fence sees a failure only if the
-// client reports it: a client that resends a command whose reply timed
-// out (go-redis does, up to MaxRetries, when its ReadTimeout fires before
-// the context's deadline) can hide a first attempt that lands later. With
-// ContextTimeoutEnabled and a ReadTimeout no shorter than Options.Timeout,
-// as tiered asks for, the deadline fires first and is not retried.
+// client reports it: a client that resends a command whose reply timed out
+// (go-redis does, up to MaxRetries, when its ReadTimeout fires before the
+// context's deadline) can hide a first attempt that lands later, a raise
+// included. With ContextTimeoutEnabled and a ReadTimeout no shorter than
+// Options.Timeout, as tiered asks for, the deadline fires first and is not
+// retried.
 
-// fencedWriteScript is writeScript with a fence: KEYS[1] is the Store's
-// fence key and ARGV[1] the write's generation; it returns 0, writing
-// nothing, when the fence is higher, and 1 after the writes and the
-// publish. KEYS[2..n+1] are the n keys, and ARGV[2] the channel, ARGV[3]
-// the message (empty: none), then each key's data (empty: delete) and TTL
-// in milliseconds (0: none); any KEYS after the n are refresh locks to
-// delete (see refresh.go).
+// fencedWriteScript is writeScript behind the fence: KEYS[1] is the fence
+// key and ARGV[1] the write's token. It returns -1 when the fence key is
+// missing and 0 when it holds another token, writing nothing in either
+// case, and 1 after the writes and the publish. KEYS[2..n+1] are the n
+// keys, and ARGV[2] the channel, ARGV[3] the message (empty: none), then
+// each key's data (empty: delete) and TTL in milliseconds (0: none); any
+// KEYS after the n are refresh locks to delete (see refresh.go).
 var fencedWriteScript = redis.NewScript(`
 local f = redis.call('GET', KEYS[1])
-if f and tonumber(f) > tonumber(ARGV[1]) then return 0 end
+if not f then return -1 end
+if f ~= ARGV[1] then return 0 end
 local n = (#ARGV - 3) / 2
 for i = n + 2, #KEYS do redis.call('DEL', KEYS[i]) end
 for i = 2, n + 1 do
@@ -58,71 +77,95 @@ end
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return 1`)
 
-// raiseScript raises the fence key KEYS[1] to ARGV[1], expiring after
-// ARGV[2] milliseconds, and never lowers it: a raise that timed out and
-// lands after a later, higher one must not bring the fence back down.
-var raiseScript = redis.NewScript(`
-local f = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > f then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-return 1`)
-
-// fenceTTL is how long a raised fence lives. A request held in the network
-// longer than that could still land; none is.
+// fenceTTL is how long a raised fence lives in Redis, so that the fences of
+// processes long gone do not stay forever. A Store raises its fence again
+// once half of it has passed; a fence that ran out anyway is a lost fence.
 const fenceTTL = time.Hour
 
-// ErrFenced is returned by [Store.Write] when Redis refused a write because
-// another write of the same Store failed while this one was on its way:
-// nothing was written. Retrying is safe.
-var ErrFenced = errors.New("tiercache: write refused by the write fence: an earlier write of this node failed; retry")
+// fenceAttempts bounds how often one write is refused by the fence and sent
+// again after a new raise before Write gives up with ErrFenced.
+const fenceAttempts = 3
 
-// fence is a Store's write fence.
-type fence struct {
-	key string        // the fence key: "Namespace:\x00fence:" and a random id
-	gen atomic.Uint64 // the generation writes carry now
+// ErrFenced is returned by [Store.Write] when Redis refused a write
+// [fenceAttempts] times in a row because the fence it carried was no longer
+// current (another write of the fence failed meanwhile, or Redis evicted
+// the fence key each time): nothing was written. Retrying is safe.
+var ErrFenced = errors.New("tiercache: write refused by the write fence: the fence changed while the write was on its way; retry")
 
-	mu      sync.Mutex // guards pending, and serializes raises
-	pending bool       // a write failed; raise before the next write
+// Fence is the write fence of the [Store]s that share it through
+// [Options.Fence]: on a single server (standalone or Sentinel) a write of
+// one of them that failed can no longer land after a newer write of any of
+// them. Its zero value is ready to use. It is safe for concurrent use by
+// multiple goroutines. Share one Fence only between Stores of one namespace
+// on one Redis deployment.
+type Fence struct {
+	cur atomic.Pointer[fenceToken] // the token writes carry now; nil: raise before the next write
+
+	mu  sync.Mutex // serializes raises; guards key
+	key string     // "Namespace:\x00fence:" and a random id, fixed by the first Store that writes
 }
 
-func (f *fence) init(prefix string) {
-	id := make([]byte, 12)
-	_, _ = rand.Read(id) // never fails (crypto/rand, Go 1.24+)
-	f.key = prefix + "\x00fence:" + hex.EncodeToString(id)
-	f.gen.Store(1)
+// fenceToken is one raised token and when it was raised.
+type fenceToken struct {
+	token  []byte
+	raised time.Time // monotonic
 }
 
-// raiseIfPending raises the fence in Redis if a write failed since the last
-// raise, and only then lets the caller write. It is one round trip, after
-// a failure only, on the caller's round trip context: the caller has been
-// admitted by the breaker and records the outcome once, with the write's.
-func (s *Store) raiseIfPending(rctx context.Context) error {
-	f := &s.fence
+// fenceKey returns the fence's key, naming it under prefix on first use.
+func (f *Fence) fenceKey(prefix string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.pending {
-		return nil
+	if f.key == "" {
+		id := make([]byte, 12)
+		_, _ = rand.Read(id) // never fails (crypto/rand, Go 1.24+)
+		f.key = prefix + "\x00fence:" + hex.EncodeToString(id)
 	}
-	next := f.gen.Load() + 1
-	keys := []string{f.key}
-	args := []any{next, fenceTTL.Milliseconds()}
-	err := raiseScript.EvalSha(rctx, s.rdb, keys, args...).Err()
-	if isNoScript(err) { // it did not run; EVAL loads it
-		err = raiseScript.Eval(rctx, s.rdb, keys, args...).Err()
-	}
-	if err != nil {
-		return fmt.Errorf("raise the write fence after a failed write: %w", err)
-	}
-	f.gen.Store(next)
-	f.pending = false
-	return nil
+	return f.key
 }
 
-// writeFenced runs the writes and the publish in fencedWriteScript.
+// fenceToken returns the token to send a write with, raising a new one first
+// when there is none, when the last was spoiled, or when half of fenceTTL
+// has passed since it was raised. The raise is one round trip on the
+// caller's round-trip context; concurrent writers wait for it.
+func (s *Store) fenceToken(rctx context.Context) (*fenceToken, error) {
+	f := s.fence
+	if t := f.cur.Load(); t != nil && time.Since(t.raised) < fenceTTL/2 {
+		return t, nil
+	}
+	key := f.fenceKey(s.prefix)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t := f.cur.Load(); t != nil && time.Since(t.raised) < fenceTTL/2 {
+		return t, nil // raised while we waited
+	}
+	t := &fenceToken{token: make([]byte, tokenLen)}
+	_, _ = rand.Read(t.token) // never fails (crypto/rand, Go 1.24+)
+	s.stats.roundTrips.Add(1)
+	if err := s.rdb.Set(rctx, key, t.token, fenceTTL).Err(); err != nil {
+		// It may still land; its token was never sent with a write, so it
+		// makes the next write raise once more, nothing worse.
+		return nil, fmt.Errorf("raise the write fence: %w", err)
+	}
+	s.stats.fenceRaises.Add(1)
+	t.raised = time.Now()
+	f.cur.Store(t)
+	return t, nil
+}
+
+// spoil marks t as no longer safe to send writes with: a write that carried
+// it failed (it may land later) or was refused. The next write raises a new
+// token, unless another writer already has.
+func (f *Fence) spoil(t *fenceToken) { f.cur.CompareAndSwap(t, nil) }
+
+// writeFenced runs the writes and the publish in fencedWriteScript, raising
+// the fence first when needed, and again when Redis refuses the write
+// because the fence changed or is gone (evicted, expired, deleted): a
+// refused write wrote nothing, so sending it again with a new token is safe.
 func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) ([]redis.Cmder, error) {
 	keys := make([]string, 0, 1+len(sets)+len(dels))
 	args := make([]any, 0, 3+2*(len(sets)+len(dels)))
-	keys = append(keys, s.fence.key)
-	args = append(args, s.fence.gen.Load(), channel, msg)
+	keys = append(keys, s.fence.fenceKey(s.prefix))
+	args = append(args, nil, channel, msg) // args[0]: the token, per attempt
 	for _, op := range sets {
 		keys = append(keys, s.prefix+op.Key)
 		args = append(args, op.Data, millis(op.TTL))
@@ -132,20 +175,40 @@ func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, ch
 		args = append(args, "", 0)
 	}
 	keys = appendRefreshLocks(keys, keys[1:])
-	cmd := fencedWriteScript.EvalSha(ctx, s.rdb, keys, args...)
-	if isNoScript(cmd.Err()) { // it did not run; EVAL loads it
-		cmd = fencedWriteScript.Eval(ctx, s.rdb, keys, args...)
+	for attempt := 1; ; attempt++ {
+		t, err := s.fenceToken(ctx)
+		if err != nil {
+			return nil, err
+		}
+		args[0] = t.token
+		if attempt > 1 { // Write's end counts the first
+			s.stats.roundTrips.Add(1)
+		}
+		cmd := fencedWriteScript.EvalSha(ctx, s.rdb, keys, args...)
+		if isNoScript(cmd.Err()) { // it did not run; EVAL loads it
+			s.stats.roundTrips.Add(1)
+			cmd = fencedWriteScript.Eval(ctx, s.rdb, keys, args...)
+		}
+		n, err := cmd.Int64()
+		var re redis.Error
+		switch {
+		case err == nil && n == 1:
+			return []redis.Cmder{cmd}, nil
+		case err == nil:
+			// Refused, nothing written: the fence is gone (n == -1) or
+			// holds another token (a raise after a failed write of a
+			// Store that shares it, or a raise that landed late).
+			s.fence.spoil(t)
+			s.stats.fenceRefusals.Add(1)
+			if attempt < fenceAttempts {
+				continue
+			}
+			return []redis.Cmder{cmd}, ErrFenced
+		case !errors.As(err, &re):
+			// No reply: the write may still land. Fence it off before the
+			// next one.
+			s.fence.spoil(t)
+		}
+		return []redis.Cmder{cmd}, err
 	}
-	n, err := cmd.Int64()
-	if err == nil && n == 0 {
-		err = ErrFenced
-	}
-	var re redis.Error
-	if err != nil && !errors.Is(err, ErrFenced) && !errors.As(err, &re) {
-		// No reply: the write may still land. Fence it off before the next.
-		s.fence.mu.Lock()
-		s.fence.pending = true
-		s.fence.mu.Unlock()
-	}
-	return []redis.Cmder{cmd}, err
 }

@@ -69,6 +69,13 @@ type Options struct {
 	// DisableBreaker sends every call to Redis, however many failed
 	// before. Default: false.
 	DisableBreaker bool
+	// Fence, if set, is the write fence this Store shares with the other
+	// Stores given the same Fence: on a single server, a write of any of
+	// them that failed can no longer land after a newer write of any of
+	// them (see [Fence]). Give one Fence only to Stores of one Namespace on
+	// one Redis deployment. Default: nil, a fence of the Store's own.
+	Fence *Fence
+
 	// OnBreakerChange, if set, is called with true when the breaker opens
 	// and false when it closes. It runs on the goroutine of the call that
 	// changed it and must not block. Default: nil.

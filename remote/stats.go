@@ -25,6 +25,9 @@ type Stats struct {
 	LeasesHeld    uint64 // GetOrLease calls that found another caller's lease
 	FillsRefused  uint64 // Fill calls that found the lease gone (written, deleted or expired)
 
+	FenceRaises   uint64 // new write-fence tokens stored (a first write, a failed or refused one, or every half hour)
+	FenceRefusals uint64 // writes Redis refused because their fence token was no longer current (sent again after a raise)
+
 	BreakerOpen     bool   // the circuit breaker refuses calls now (open, or one probe in flight)
 	BreakerOpens    uint64 // times it opened after consecutive outage errors
 	BreakerRejected uint64 // calls refused with ErrUnavailable, never sent
@@ -52,6 +55,7 @@ type counters struct {
 	roundTrips, errors, timeouts, decodeErrors atomic.Uint64
 	bytesRead, bytesWritten                    atomic.Uint64
 	leasesGranted, leasesHeld, fillsRefused    atomic.Uint64
+	fenceRaises, fenceRefusals                 atomic.Uint64
 	latency                                    [numOps]histogram.Histogram
 }
 
@@ -68,6 +72,8 @@ func (s *Store) Stats() Stats {
 		LeasesGranted: c.leasesGranted.Load(),
 		LeasesHeld:    c.leasesHeld.Load(),
 		FillsRefused:  c.fillsRefused.Load(),
+		FenceRaises:   c.fenceRaises.Load(),
+		FenceRefusals: c.fenceRefusals.Load(),
 
 		BreakerOpen:     s.brk.isOpen(),
 		BreakerOpens:    s.brk.opened.Load(),

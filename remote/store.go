@@ -31,7 +31,7 @@ type Store struct {
 	// stamp taken after the invalidation.
 	masterReads bool
 	brk         breaker
-	fence       fence // single server only
+	fence       *Fence // single server only; Options.Fence or its own
 	stats       counters
 	// scriptLease is set once the server has refused SET with both NX and
 	// GET (Redis before 7.0); leases then go through leaseScript.
@@ -67,7 +67,10 @@ func New(o Options) (*Store, error) {
 		codecID: o.Codec.ID(),
 		topo:    topoSharded,
 	}
-	s.fence.init(s.prefix)
+	s.fence = o.Fence
+	if s.fence == nil {
+		s.fence = new(Fence)
+	}
 	s.brk = breaker{
 		threshold: int32(o.BreakerThreshold),
 		minOpen:   o.BreakerMinOpen,

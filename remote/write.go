@@ -129,9 +129,7 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 			return writeError(sets, dels, ErrUnavailable)
 		}
 		if s.topo == topoSingle {
-			if err = s.raiseIfPending(rctx); err == nil {
-				cmds, err = s.writeFenced(rctx, sets, dels, channel, msg)
-			}
+			cmds, err = s.writeFenced(rctx, sets, dels, channel, msg)
 		} else {
 			cmds, err = s.writePipelined(rctx, sets, dels)
 		}

@@ -65,31 +65,12 @@ func New[V any](o Options) (*Cache[V], error) {
 		}
 		return nil, errors.Join(errs...)
 	}
-	blog := new(breakerLog)
-	l2, err := remote.New(remote.Options{
-		Redis:              o.Redis,
-		Namespace:          o.Namespace,
-		Codec:              o.Codec,
-		Timeout:            o.RedisTimeout,
-		MaxKeySize:         o.MaxKeySize,
-		MaxValueSize:       o.MaxValueSize,
-		CompressThreshold:  o.CompressThreshold,
-		DisableCompression: o.DisableCompression,
-		BreakerThreshold:   o.BreakerThreshold,
-		BreakerMinOpen:     o.BreakerMinOpen,
-		BreakerMaxOpen:     o.BreakerMaxOpen,
-		DisableBreaker:     o.DisableBreaker,
-		OnBreakerChange:    func(open bool) { blog.change(o.Logger, o.Namespace, open) },
-	})
-	if err != nil {
-		return nil, opError("new", nil, err)
-	}
 	l1, err := local.New[V](local.Options{MaxCost: o.LocalMaxCost, KeepExpired: o.StaleWhileRevalidate})
 	if err != nil {
 		return nil, opError("new", nil, err)
 	}
 	warnUnboundedTimeout(o)
-	c := &Cache[V]{opts: o, l1: l1, l2: l2, bus: o.Bus}
+	c := &Cache[V]{opts: o, l1: l1, bus: o.Bus}
 	if o.MaxConcurrentLoads > 0 {
 		c.loadSlots = make(chan struct{}, o.MaxConcurrentLoads) // a counting semaphore
 	}
@@ -106,16 +87,51 @@ func New[V any](o Options) (*Cache[V], error) {
 		}
 		c.ownBus = true
 	}
+	// The handler touches only l1, the flights and the counters, which are
+	// ready: a message may arrive before New returns.
 	c.reg, err = c.bus.Register(o.Namespace, busHandler[V]{c})
 	if err != nil {
-		if c.ownBus {
-			_ = c.bus.Close()
-		}
-		l1.Close()
+		c.closeEarly()
+		return nil, opError("new", nil, err)
+	}
+	// Caches of one namespace on one bus share a write fence, so that a
+	// write of one of them that timed out cannot land after a newer write
+	// of another (the process knows their order).
+	fence := c.reg.Shared(func() any { return new(remote.Fence) }).(*remote.Fence)
+	blog := new(breakerLog)
+	c.l2, err = remote.New(remote.Options{
+		Redis:              o.Redis,
+		Namespace:          o.Namespace,
+		Codec:              o.Codec,
+		Timeout:            o.RedisTimeout,
+		MaxKeySize:         o.MaxKeySize,
+		MaxValueSize:       o.MaxValueSize,
+		CompressThreshold:  o.CompressThreshold,
+		DisableCompression: o.DisableCompression,
+		BreakerThreshold:   o.BreakerThreshold,
+		BreakerMinOpen:     o.BreakerMinOpen,
+		BreakerMaxOpen:     o.BreakerMaxOpen,
+		DisableBreaker:     o.DisableBreaker,
+		Fence:              fence,
+		OnBreakerChange:    func(open bool) { blog.change(o.Logger, o.Namespace, open) },
+	})
+	if err != nil {
+		c.closeEarly()
 		return nil, opError("new", nil, err)
 	}
 	c.closing, c.cancel = context.WithCancel(context.Background())
 	return c, nil
+}
+
+// closeEarly undoes what New did before it failed.
+func (c *Cache[V]) closeEarly() {
+	if c.reg != nil {
+		c.reg.Close()
+	}
+	if c.ownBus {
+		_ = c.bus.Close()
+	}
+	c.l1.Close()
 }
 
 // Close stops the cache. It unregisters from the bus (and closes the bus if
