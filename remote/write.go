@@ -77,10 +77,13 @@ const publishAttempts = 3
 // On any other client (a Ring, a wrapper) the writes go in one pipeline
 // and the message follows, through the channel's shard. A Ring's shards
 // do not relay messages, so there a write whose publish keeps failing is
-// not announced; the error says so.
+// not announced; the error says so, and a write that fails and still
+// lands after the caller's resend of its message is never announced.
 //
-// A publish after the writes that fails is tried again, up to three times
-// within a timeout of its own. Setting or deleting a key also removes any
+// Write never returns nil for a write it did not announce: after writes
+// that succeeded the publish is sent whatever the breaker says (another
+// call may have opened it meanwhile). A publish after the writes that
+// fails is tried again, up to three times within a timeout of its own. Setting or deleting a key also removes any
 // lease on it, so a pending [Store.Fill] of that key is refused, and (on a
 // single server or Cluster, where refreshes run) any refresh lock, in the
 // same script, so a pending [Store.FinishRefresh] is refused too. Write returns a
@@ -136,11 +139,14 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 		cancel()
 		s.end(rctx, opWrite, start, err)
 	}
-	if msg != nil && s.topo != topoSingle && !s.brk.isOpen() {
+	if msg != nil && s.topo != topoSingle && (err == nil || !s.brk.isOpen()) {
 		// After the writes, whatever their outcome: a write that failed on
 		// one node may have landed on another. With a budget of its own:
-		// writes that timed out have used up theirs. Not while the breaker
-		// is open: Redis is not answering.
+		// writes that timed out have used up theirs. A write that failed
+		// while the breaker is open skips it: Redis is not answering, and
+		// the error hands the message to the caller's resend path. A write
+		// that succeeded is always announced, whatever other calls did to
+		// the breaker meanwhile, or its error says it was not.
 		pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Timeout)
 		perr := s.publish(pctx, channel, msg)
 		pcancel()
