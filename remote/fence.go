@@ -140,12 +140,13 @@ func (s *Store) fenceToken(rctx context.Context) (*fenceToken, error) {
 	}
 	t := &fenceToken{token: make([]byte, tokenLen)}
 	_, _ = rand.Read(t.token) // never fails (crypto/rand, Go 1.24+)
-	s.stats.roundTrips.Add(1)
 	if err := s.rdb.Set(rctx, key, t.token, fenceTTL).Err(); err != nil {
 		// It may still land; its token was never sent with a write, so it
-		// makes the next write raise once more, nothing worse.
+		// makes the next write raise once more, nothing worse. (The
+		// write's end counts this round trip, the only one it made.)
 		return nil, fmt.Errorf("raise the write fence: %w", err)
 	}
+	s.stats.roundTrips.Add(1) // the write that follows is counted by its end
 	s.stats.fenceRaises.Add(1)
 	t.raised = time.Now()
 	f.cur.Store(t)

@@ -71,7 +71,9 @@ func TestOutage(t *testing.T) {
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
 			s := redistest.Real(t)
-			c, p := outageNode(t, s, func(p *faultproxy.Proxy) { f.on(p, s) })
+			// A first open window of a second, so that the calls below all
+			// fall inside it on a slow machine (a probe would reach Redis).
+			c, p := outageNode(t, s, func(p *faultproxy.Proxy) { f.on(p, s) }, func(o *Options) { o.BreakerMinOpen = time.Second })
 			ctx := context.Background()
 			var loads atomic.Int64
 			load := func(_ context.Context, k string) (string, error) {
