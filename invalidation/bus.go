@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/internal/histogram"
+	pubsub "github.com/tiercache/tiercache/internal/publish"
 )
 
 // ErrClosed is returned by [Bus.Register] after [Bus.Close].
@@ -80,6 +81,8 @@ type Bus struct {
 	peers    peerTable
 	failed   failedWrites
 	resend   [][]byte // messages of failed writes to publish again; see WriteFailed
+
+	beatWriter pubsub.Writer // publishes heartbeats only through a writable master
 
 	n    counters
 	lag  histogram.Histogram

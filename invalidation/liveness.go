@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	pubsub "github.com/tiercache/tiercache/internal/publish"
 )
 
@@ -77,9 +79,18 @@ func (b *Bus) beat() {
 	// as every invalidation goes (the channel shares the shared channel's
 	// hash slot): on Cluster that is what makes hearing this heartbeat
 	// prove the earlier invalidations arrived.
-	if err := pubsub.Publish(ctx, b.opts.Redis, b.beatCh, appendMessage(nil, &m)); err != nil {
+	//
+	// It goes as a script that Redis 7 runs only on a master that accepts
+	// writes (publish.Writer): a node still talking to an old master that
+	// a failover demoted, or to a master cut off from its replicas (with
+	// min-replicas-to-write), is refused, and so cannot prove a path that
+	// writers no longer use.
+	if err := b.beatWriter.Publish(ctx, b.opts.Redis, b.beatCh, appendMessage(nil, &m)); err != nil {
 		if b.ctx.Err() == nil {
 			b.n.heartbeatErrors.Add(1)
+			if redis.HasErrorPrefix(err, "READONLY") || redis.HasErrorPrefix(err, "NOREPLICAS") {
+				b.log(event{kind: eventNotMaster, args: []any{"err", err}})
+			}
 		}
 		return
 	}

@@ -121,6 +121,7 @@ const (
 	eventLost
 	eventReconnect
 	eventGap
+	eventNotMaster
 	numEvents
 )
 
@@ -133,6 +134,7 @@ var eventText = [numEvents]struct {
 	eventLost:          {slog.LevelWarn, "invalidation: subscription lost; L1 bypassed"},
 	eventReconnect:     {slog.LevelWarn, "invalidation: subscribed again; L1 cleared"},
 	eventGap:           {slog.LevelWarn, "invalidation: messages from a peer lost; L1 cleared"},
+	eventNotMaster:     {slog.LevelError, "invalidation: heartbeat refused: the server this node reaches is a replica, or a master cut off from its replicas, not the master writers use; L1 stays off until it is"},
 }
 
 // event is a state change to log once the mutex is released.

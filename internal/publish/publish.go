@@ -13,6 +13,8 @@ package publish
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -47,4 +49,59 @@ func Refresh(ctx context.Context, rdb redis.UniversalClient) {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		cc.ReloadState(ctx)
 	}
+}
+
+// asWriteScript publishes ARGV[2] on ARGV[1]. Its shebang line without the
+// no-writes flag declares it a script that may write, which Redis 7 runs
+// only on a master that accepts writes: a replica refuses it (READONLY),
+// and so does a master with fewer good replicas than its
+// min-replicas-to-write (NOREPLICAS). allow-oom keeps a full Redis
+// (maxmemory with noeviction) from refusing it: it writes nothing.
+var asWriteScript = redis.NewScript("#!lua flags=allow-oom\nreturn redis.call('PUBLISH', ARGV[1], ARGV[2])")
+
+// Writer publishes through a master that accepts writes, where the server
+// can say so. It is safe for concurrent use.
+type Writer struct {
+	plain atomic.Bool // the server cannot run asWriteScript: publish plainly
+}
+
+// Publish sends msg on channel as [Publish] does, but as a script that
+// Redis 7 runs only on a master accepting writes: it fails with the
+// server's READONLY or NOREPLICAS error on a replica (an old master a
+// failover demoted, which the client has not left yet) or on a master cut
+// off from its replicas (with min-replicas-to-write set), where a plain
+// PUBLISH would still be delivered to that server's subscribers. A server
+// that cannot run a script with a shebang line (Redis before 7.0,
+// miniredis) gets a plain PUBLISH from then on, and so does any client but
+// a *redis.Client or a *redis.ClusterClient.
+func (w *Writer) Publish(ctx context.Context, rdb redis.UniversalClient, channel string, msg []byte) error {
+	var c redis.Scripter
+	switch r := rdb.(type) {
+	case *redis.Client:
+		c = r
+	case *redis.ClusterClient:
+		node, err := r.MasterForKey(ctx, channel)
+		if err != nil {
+			Refresh(ctx, rdb)
+			return err
+		}
+		c = node
+	}
+	if c == nil || w.plain.Load() {
+		// A Ring would route a keyless script to any shard, not the
+		// channel's; other clients are unknown. Both publish plainly.
+		return Publish(ctx, rdb, channel, msg)
+	}
+	err := asWriteScript.EvalSha(ctx, c, nil, channel, msg).Err()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") { // it did not run; EVAL loads it
+		err = asWriteScript.Eval(ctx, c, nil, channel, msg).Err()
+	}
+	if err != nil && strings.Contains(err.Error(), "Error compiling script") {
+		w.plain.Store(true)
+		return Publish(ctx, rdb, channel, msg)
+	}
+	if err != nil {
+		Refresh(ctx, rdb)
+	}
+	return err
 }

@@ -82,6 +82,13 @@ func Real(tb testing.TB) *Server {
 	return startReal(tb, freePort, false)
 }
 
+// RealWith is [Real] with more redis-server arguments ("--replicaof",
+// host, port; "--maxmemory", "1mb"). They are kept across Restart.
+func RealWith(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	return startReal(tb, freePort, false, args...)
+}
+
 // startReal starts a redis-server with extra arguments on ports from pick,
 // a cluster bus port too if clusterNode, and registers its cleanup.
 func startReal(tb testing.TB, pick portSource, clusterNode bool, extra ...string) *Server {

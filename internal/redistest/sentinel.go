@@ -32,7 +32,9 @@ type Sentinel struct {
 // killing the master (Master.Kill) promotes the replica within seconds.
 func NewSentinelWithReplica(tb testing.TB) *Sentinel {
 	tb.Helper()
-	master := Real(tb)
+	// No diskless sync delay: the replica is in sync within milliseconds,
+	// not the default 5s, so a graceful failover (Failover) can start.
+	master := RealWith(tb, "--repl-diskless-sync-delay", "0")
 	host, port, _ := net.SplitHostPort(master.Addr)
 	replica := startReal(tb, freePort, false, "--replicaof", host, port)
 	return newSentinel(tb, freePort, master, replica,
@@ -111,4 +113,65 @@ func (s *Sentinel) Client(tb testing.TB) *redis.Client {
 	})
 	tb.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// Failover has the sentinel promote the replica while the master keeps
+// running (SENTINEL FAILOVER): the old master becomes a replica of the new
+// one, as after a failover it took part in. It waits until the sentinel
+// names the replica and both servers report their new roles. The Sentinel
+// must come from NewSentinelWithReplica.
+func (s *Sentinel) Failover(tb testing.TB) {
+	tb.Helper()
+	if s.Replica == nil {
+		tb.Fatal("redistest: Failover needs NewSentinelWithReplica")
+	}
+	ctx := context.Background()
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
+	defer sc.Close()
+	master := redis.NewClient(&redis.Options{Addr: s.Master.Addr, MaxRetries: -1})
+	defer master.Close()
+	replica := redis.NewClient(&redis.Options{Addr: s.Replica.Addr, MaxRetries: -1})
+	defer replica.Close()
+	role := func(c *redis.Client) string {
+		r, err := c.Do(ctx, "ROLE").Slice()
+		if err != nil || len(r) == 0 {
+			return fmt.Sprint(err)
+		}
+		return fmt.Sprint(r[0])
+	}
+	// The sentinel refuses to fail over until it has seen the replica in
+	// sync; nothing announces that, so poll with a deadline.
+	deadline := time.Now().Add(startTimeout)
+	for {
+		err := sc.Failover(ctx, SentinelMaster).Err()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("SENTINEL FAILOVER: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+	// The sentinel demotes a running old master only once it has seen it
+	// claim the master role for a while (about 8s); do at once what it
+	// will do then.
+	deadline = time.Now().Add(startTimeout)
+	for s.MasterAddr(tb) != s.Replica.Addr {
+		if time.Now().After(deadline) {
+			tb.Fatalf("sentinel names %s, not the replica, %v after SENTINEL FAILOVER", s.MasterAddr(tb), startTimeout)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+	host, port, _ := net.SplitHostPort(s.Replica.Addr)
+	if err := master.SlaveOf(ctx, host, port).Err(); err != nil {
+		tb.Fatalf("REPLICAOF on the old master: %v", err)
+	}
+	deadline = time.Now().Add(startTimeout)
+	for s.MasterAddr(tb) != s.Replica.Addr || role(replica) != "master" || role(master) != "slave" {
+		if time.Now().After(deadline) {
+			tb.Fatalf("failover not done after %v: sentinel names %s; roles: old master %s, replica %s",
+				startTimeout, s.MasterAddr(tb), role(master), role(replica))
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
 }

@@ -1,0 +1,70 @@
+package tiered
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+// TestDemotedMasterIsNoProof: after a Sentinel failover, a node whose
+// client still talks to the old master (now a replica of the new one)
+// must not keep serving L1. Its heartbeats would still go out and come
+// back through the old server, while writers use the new master and their
+// invalidations reach it only through replication, later than the
+// heartbeat: the proof would show a path to a Redis, not to the one
+// writers use. The heartbeat is refused by a replica, so the node's bus
+// turns unusable within MaxStaleness and stays so.
+func TestDemotedMasterIsNoProof(t *testing.T) {
+	sn := redistest.NewSentinelWithReplica(t)
+	ctx := context.Background()
+	// A client that has not followed the failover: it was pointed at the
+	// master's address.
+	stuck := redis.NewClient(&redis.Options{Addr: sn.Master.Addr})
+	t.Cleanup(func() { _ = stuck.Close() })
+	n := newCacheOn(t, stuck, nil)
+	w := newCacheOn(t, sn.Client(t), nil)
+	if err := w.Set(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	warm(t, []*Cache[string]{n}, "k", "v1")
+	sn.Failover(t)
+	eventually(t, 5*time.Second, func() bool { return !n.bus.Usable() }, "the stuck node's L1 off")
+	// Several heartbeat intervals later it is still off: nothing it hears
+	// proves the path writers use.
+	beats := n.Stats().Bus.HeartbeatsSent + n.Stats().Bus.HeartbeatErrors
+	eventually(t, 5*time.Second, func() bool {
+		st := n.Stats().Bus
+		return st.HeartbeatsSent+st.HeartbeatErrors >= beats+5
+	}, "five more heartbeats tried")
+	if n.bus.Usable() {
+		t.Errorf("the node talking to the demoted master proves liveness again: %+v", n.Stats().Bus)
+	}
+	if _, _, _, ok := n.lookupL1("k"); ok {
+		t.Errorf("the node talking to the demoted master serves k from L1")
+	}
+}
+
+// TestMasterCutOffFromReplicasIsNoProof: a master with min-replicas-to-write
+// that loses its replicas (the minority side of a partition, whose
+// replica the sentinels promote) refuses writes after min-replicas-max-lag;
+// it must refuse the node's heartbeats too, so that a node that can reach
+// only that master stops serving L1. (Without min-replicas-to-write such a
+// master accepts everything, and no client can tell: see the README.)
+func TestMasterCutOffFromReplicasIsNoProof(t *testing.T) {
+	master := redistest.RealWith(t, "--repl-diskless-sync-delay", "0",
+		"--min-replicas-to-write", "1", "--min-replicas-max-lag", "2")
+	host, port, _ := net.SplitHostPort(master.Addr)
+	replica := redistest.RealWith(t, "--replicaof", host, port)
+	n := newCacheOn(t, master.Client(t), nil)
+	ctx := context.Background()
+	if err := n.Set(ctx, "k", "v1"); err != nil {
+		t.Fatalf("Set with the replica in sync: %v", err)
+	}
+	replica.Kill(t)
+	eventually(t, 10*time.Second, func() bool { return !n.bus.Usable() }, "the node's L1 off once its master has no replica")
+}
