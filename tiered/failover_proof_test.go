@@ -68,3 +68,40 @@ func TestMasterCutOffFromReplicasIsNoProof(t *testing.T) {
 	replica.Kill(t)
 	eventually(t, 10*time.Second, func() bool { return !n.bus.Usable() }, "the node's L1 off once its master has no replica")
 }
+
+// TestClusterFailoverProofMovesToNewMaster: a manual Cluster failover of the
+// channel's master, which keeps running as a replica. A node's
+// subscription stays on the old server, where it still hears everything
+// (Cluster relays every publish to every node), but its heartbeats must
+// then be published on the new master, as writers' announcements are: a
+// heartbeat published on the old server is heard before announcements
+// relayed from the new one that were published earlier, and proves
+// nothing about them. The old server refuses the heartbeat script, the
+// client reloads its slot map, and the next heartbeats go through the new
+// master.
+func TestClusterFailoverProofMovesToNewMaster(t *testing.T) {
+	cl := redistest.NewClusterWithReplicas(t)
+	n := newCacheOn(t, cl.Client(t), nil)
+	ctx := context.Background()
+	master, err := cl.Client(t).MasterForKey(ctx, n.bus.Channel())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := master.Options().Addr
+	cl.Failover(t, old)
+	oldNode := cl.Node(t, old)
+	// Within a few heartbeats the node publishes on the new master; from
+	// then on the old server runs none of its heartbeats, while the node
+	// keeps proving liveness.
+	var published int
+	eventually(t, 10*time.Second, func() bool {
+		before := oldNode.CommandCalls(t, "publish")
+		heard := n.Stats().Bus.HeartbeatsHeard
+		eventually(t, 5*time.Second, func() bool { return n.Stats().Bus.HeartbeatsHeard >= heard+3 }, "three heartbeats heard")
+		published = oldNode.CommandCalls(t, "publish") - before
+		return published == 0
+	}, "heartbeats published on the new master only")
+	if !n.bus.Usable() {
+		t.Errorf("the node does not prove liveness through the new master: %+v", n.Stats().Bus)
+	}
+}

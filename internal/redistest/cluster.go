@@ -64,7 +64,7 @@ func newCluster(tb testing.TB, pick portSource, replicas, nodeTimeoutMs int) *Cl
 	c := &Cluster{}
 	for range 3 * (1 + replicas) {
 		s := startReal(tb, pick, true, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(nodeTimeoutMs))
+			"--cluster-node-timeout", strconv.Itoa(nodeTimeoutMs), "--repl-diskless-sync-delay", "0")
 		c.nodes = append(c.nodes, s)
 		c.Addrs = append(c.Addrs, s.Addr)
 	}
@@ -143,6 +143,47 @@ func (c *Cluster) KillMaster(tb testing.TB, addr string) string {
 			tb.Fatalf("replica %s not an ok master after %v: %s", replica, startTimeout, info)
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+// Failover has the replica of the master at addr take over while the master
+// keeps running (CLUSTER FAILOVER, the manual failover an operator starts):
+// the old master becomes a replica of the new one. It waits until both
+// report their new roles and the new master reports cluster_state:ok, and
+// returns the new master's address. The cluster must come from
+// NewClusterWithReplicas.
+func (c *Cluster) Failover(tb testing.TB, addr string) string {
+	tb.Helper()
+	ctx := context.Background()
+	replica := c.replicaOf(tb, addr)
+	r := redis.NewClient(&redis.Options{Addr: replica, MaxRetries: -1})
+	defer r.Close()
+	m := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer m.Close()
+	role := func(c *redis.Client) string {
+		v, err := c.Do(ctx, "ROLE").Slice()
+		if err != nil || len(v) == 0 {
+			return fmt.Sprint(err)
+		}
+		return fmt.Sprint(v[0])
+	}
+	// A manual failover needs the replica in sync with its master, and
+	// ends by itself (or not, after cluster-node-timeout); nothing announces
+	// either, so it is started again until the roles switch, with a
+	// deadline.
+	deadline := time.Now().Add(startTimeout)
+	for {
+		_ = r.Do(ctx, "CLUSTER", "FAILOVER").Err()
+		for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+			info, _ := r.ClusterInfo(ctx).Result()
+			if role(r) == "master" && role(m) == "slave" && strings.Contains(info, "cluster_state:ok") {
+				return replica
+			}
+			time.Sleep(20 * time.Millisecond) // poll interval
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("CLUSTER FAILOVER of %s by %s not done after %v: roles %s and %s", addr, replica, startTimeout, role(m), role(r))
+		}
 	}
 }
 
