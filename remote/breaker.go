@@ -135,7 +135,7 @@ var errStoreTimeout = errors.New("remote: round trip timed out")
 // err says about Redis. The caller's own cancellation or earlier deadline
 // says nothing: only the Store's timeout counts as Redis not answering.
 func classify(rctx context.Context, err error) outcome {
-	if errors.Is(err, ErrFenced) { // Redis ran the script and refused the write
+	if errors.Is(err, ErrFenced) || errors.Is(err, ErrNotReplicated) { // Redis answered
 		return answered
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

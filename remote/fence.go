@@ -185,16 +185,16 @@ func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, ch
 		if attempt > 1 { // Write's end counts the first
 			s.stats.roundTrips.Add(1)
 		}
-		cmd := fencedWriteScript.EvalSha(ctx, s.rdb, keys, args...)
+		cmd, wait := s.runFenced(ctx, fencedWriteScript.EvalSha, keys, args)
 		if isNoScript(cmd.Err()) { // it did not run; EVAL loads it
 			s.stats.roundTrips.Add(1)
-			cmd = fencedWriteScript.Eval(ctx, s.rdb, keys, args...)
+			cmd, wait = s.runFenced(ctx, fencedWriteScript.Eval, keys, args)
 		}
 		n, err := cmd.Int64()
 		var re redis.Error
 		switch {
 		case err == nil && n == 1:
-			return []redis.Cmder{cmd}, nil
+			return []redis.Cmder{cmd}, s.checkReplicated(wait)
 		case err == nil:
 			// Refused, nothing written: the fence is gone (n == -1) or
 			// holds another token (a raise after a failed write of a
@@ -212,4 +212,41 @@ func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, ch
 		}
 		return []redis.Cmder{cmd}, err
 	}
+}
+
+// runFenced sends the fenced write with run (the script's EvalSha or Eval)
+// and, with Options.WaitReplicas, a WAIT in the same round trip.
+func (s *Store) runFenced(ctx context.Context, run func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd,
+	keys []string, args []any) (cmd *redis.Cmd, wait *redis.IntCmd) {
+	if s.opts.WaitReplicas <= 0 {
+		return run(ctx, s.rdb, keys, args...), nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmd = run(ctx, pipe, keys, args...)
+	wait = redis.NewIntCmd(ctx, "wait", s.opts.WaitReplicas, max(s.opts.Timeout/2, time.Millisecond).Milliseconds())
+	_ = pipe.Process(ctx, wait)
+	_, _ = pipe.Exec(ctx) // each command's error is read by the caller
+	return cmd, wait
+}
+
+// ErrNotReplicated is returned, wrapped, by [Store.Write] with
+// [Options.WaitReplicas] when the write was applied and announced on the
+// master, but fewer replicas than asked acknowledged it within half of
+// [Options.Timeout]: a failover now could lose it. Writing again is safe.
+var ErrNotReplicated = errors.New("tiercache: write not acknowledged by enough replicas")
+
+// checkReplicated reads the WAIT sent with a write that succeeded.
+func (s *Store) checkReplicated(wait *redis.IntCmd) error {
+	if wait == nil {
+		return nil
+	}
+	n, err := wait.Result()
+	if err != nil {
+		return fmt.Errorf("%w: WAIT: %v", ErrNotReplicated, err)
+	}
+	if n < int64(s.opts.WaitReplicas) {
+		s.stats.notReplicated.Add(1)
+		return fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, s.opts.WaitReplicas, max(s.opts.Timeout/2, time.Millisecond))
+	}
+	return nil
 }

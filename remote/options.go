@@ -69,6 +69,18 @@ type Options struct {
 	// DisableBreaker sends every call to Redis, however many failed
 	// before. Default: false.
 	DisableBreaker bool
+	// WaitReplicas, when positive, makes each write on a single server
+	// (standalone or Sentinel) also wait, in the same round trip, until
+	// that many replicas have acknowledged it (WAIT), for at most half of
+	// Timeout.
+	// A write that Redis applied but too few replicas acknowledged in time
+	// returns an error wrapping [ErrNotReplicated]. It narrows, and with a
+	// failover that promotes only acknowledged replicas closes, the window
+	// in which an asynchronous failover loses an acknowledged write and
+	// brings the value it replaced back. Cluster and other clients ignore
+	// it. Default: 0 (off).
+	WaitReplicas int
+
 	// Fence, if set, is the write fence this Store shares with the other
 	// Stores given the same Fence: on a single server, a write of any of
 	// them that failed can no longer land after a newer write of any of
@@ -157,6 +169,9 @@ func (o Options) validate() error {
 	}
 	if o.CompressThreshold < 0 {
 		errs = append(errs, fmt.Errorf("remote: Options.CompressThreshold is negative: %d", o.CompressThreshold))
+	}
+	if o.WaitReplicas < 0 {
+		errs = append(errs, fmt.Errorf("remote: Options.WaitReplicas is negative: %d", o.WaitReplicas))
 	}
 	if o.BreakerThreshold < 0 {
 		errs = append(errs, fmt.Errorf("remote: Options.BreakerThreshold is negative: %d", o.BreakerThreshold))

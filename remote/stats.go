@@ -27,6 +27,7 @@ type Stats struct {
 
 	FenceRaises   uint64 // new write-fence tokens stored (a first write, a failed or refused one, or every half hour)
 	FenceRefusals uint64 // writes Redis refused because their fence token was no longer current (sent again after a raise)
+	NotReplicated uint64 // writes applied but acknowledged by fewer than Options.WaitReplicas replicas in time
 
 	BreakerOpen     bool   // the circuit breaker refuses calls now (open, or one probe in flight)
 	BreakerOpens    uint64 // times it opened after consecutive outage errors
@@ -55,7 +56,7 @@ type counters struct {
 	roundTrips, errors, timeouts, decodeErrors atomic.Uint64
 	bytesRead, bytesWritten                    atomic.Uint64
 	leasesGranted, leasesHeld, fillsRefused    atomic.Uint64
-	fenceRaises, fenceRefusals                 atomic.Uint64
+	fenceRaises, fenceRefusals, notReplicated  atomic.Uint64
 	latency                                    [numOps]histogram.Histogram
 }
 
@@ -74,6 +75,7 @@ func (s *Store) Stats() Stats {
 		FillsRefused:  c.fillsRefused.Load(),
 		FenceRaises:   c.fenceRaises.Load(),
 		FenceRefusals: c.fenceRefusals.Load(),
+		NotReplicated: c.notReplicated.Load(),
 
 		BreakerOpen:     s.brk.isOpen(),
 		BreakerOpens:    s.brk.opened.Load(),

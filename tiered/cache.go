@@ -113,6 +113,7 @@ func New[V any](o Options) (*Cache[V], error) {
 		BreakerMaxOpen:     o.BreakerMaxOpen,
 		DisableBreaker:     o.DisableBreaker,
 		Fence:              fence,
+		WaitReplicas:       o.WaitReplicas,
 		OnBreakerChange:    func(open bool) { blog.change(o.Logger, o.Namespace, open) },
 	})
 	if err != nil {

@@ -23,10 +23,19 @@ var ErrUnavailable = remote.ErrUnavailable
 
 // ErrFenced is returned, wrapped, by a write (Set, SetMany, Delete, Clear)
 // on a single Redis server (standalone or Sentinel) when Redis refused it
-// because an earlier write of this cache failed while it was on its way:
-// nothing was written, and retrying is safe. The fence is what keeps a
-// failed write that lands late from overwriting a newer one (promise 3).
+// three times in a row because the write fence changed while it was on
+// its way (another write of a cache of the namespace on this bus failed,
+// or Redis kept evicting the fence key): nothing was written, and retrying
+// is safe. The fence is what keeps a failed write that lands late from
+// overwriting a newer one (promise 3).
 var ErrFenced = remote.ErrFenced
+
+// ErrNotReplicated is returned, wrapped, by a write on a single Redis server
+// with [Options.WaitReplicas] set when Redis applied and announced it but
+// fewer replicas than asked acknowledged it within half of RedisTimeout:
+// every node drops the replaced value as usual, but a failover now could
+// lose the write and bring that value back to L2. Writing again is safe.
+var ErrNotReplicated = remote.ErrNotReplicated
 
 // ErrClosed is returned by every method of a [Cache] after [Cache.Close].
 var ErrClosed = errors.New("tiered: cache closed")

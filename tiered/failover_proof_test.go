@@ -2,7 +2,11 @@ package tiered
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +107,68 @@ func TestClusterFailoverProofMovesToNewMaster(t *testing.T) {
 	}, "heartbeats published on the new master only")
 	if !n.bus.Usable() {
 		t.Errorf("the node does not prove liveness through the new master: %+v", n.Stats().Bus)
+	}
+}
+
+// replicated starts a master with one replica in sync and returns both.
+func replicated(t testing.TB) (master, replica *redistest.Server) {
+	t.Helper()
+	master = redistest.RealWith(t, "--repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(master.Addr)
+	replica = redistest.RealWith(t, "--replicaof", host, port)
+	mc := master.Client(t)
+	eventually(t, 10*time.Second, func() bool {
+		info, _ := mc.Info(context.Background(), "replication").Result()
+		return strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
+	}, "replica in sync")
+	return master, replica
+}
+
+// TestWaitReplicas: with WaitReplicas a write returns nil once a replica has
+// acknowledged it, and, once no replica can, returns ErrNotReplicated
+// within RedisTimeout, with the value written and announced all the same.
+func TestWaitReplicas(t *testing.T) {
+	master, replica := replicated(t)
+	c := newCacheOn(t, master.Client(t), func(o *Options) { o.WaitReplicas = 1 })
+	other := newCacheOn(t, master.Client(t), nil)
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v1"); err != nil {
+		t.Fatalf("Set with a replica in sync: %v", err)
+	}
+	if v, err := replica.Client(t).Get(ctx, "test:k").Result(); err != nil || v == "" {
+		t.Errorf("the replica does not hold k once Set returned: %q, %v", v, err)
+	}
+	warm(t, []*Cache[string]{other}, "k", "v1")
+	replica.Kill(t)
+	start := time.Now()
+	err := c.Set(ctx, "k", "v2")
+	if !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("Set with the replica gone = %v, want ErrNotReplicated", err)
+	}
+	if d := time.Since(start); d > 300*time.Millisecond {
+		t.Errorf("Set took %v to report the missing replica; want about RedisTimeout/2 (150ms)", d)
+	}
+	eventually(t, 2*time.Second, func() bool { v, _ := other.Get(ctx, "k"); return v == "v2" }, "the unreplicated write applied and announced")
+	if c.Stats().L2.NotReplicated != 1 {
+		t.Errorf("Stats().L2.NotReplicated = %d, want 1", c.Stats().L2.NotReplicated)
+	}
+}
+
+// BenchmarkSetWaitReplicas is a Set on a master with one replica on
+// loopback, with and without WaitReplicas 1: what waiting for the replica
+// costs a write.
+func BenchmarkSetWaitReplicas(b *testing.B) {
+	master, _ := replicated(b)
+	for _, wait := range []int{0, 1} {
+		b.Run(fmt.Sprintf("wait=%d", wait), func(b *testing.B) {
+			c := newCacheOn(b, master.Client(b), func(o *Options) { o.WaitReplicas = wait; o.Namespace = fmt.Sprint("w", wait) })
+			ctx := context.Background()
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if err := c.Set(ctx, strconv.Itoa(i%1024), "value"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

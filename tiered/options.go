@@ -54,6 +54,7 @@ type Codec = remote.Codec
 //	StaleIfError=0s               off: L1 serves nothing unproven during an outage
 //	RefreshAhead=0s               off: values expire, and the next read loads
 //	StaleWhileRevalidate=0s       off: an expired value is never served
+//	WaitReplicas=0                off: writes do not wait for replicas
 type Options struct {
 	// Redis is the L2 client: *redis.Client, *redis.ClusterClient or a
 	// Sentinel-backed client. Required. The cache never closes it. A
@@ -213,6 +214,16 @@ type Options struct {
 	// a node that holds the entry in L1 serves it; others load as usual.
 	// Zero turns it off. Default: 0.
 	StaleWhileRevalidate time.Duration
+
+	// WaitReplicas, when positive, makes every write on a single Redis
+	// server (standalone or Sentinel) wait, in its own round trip, until
+	// that many replicas have acknowledged it (Redis WAIT), for at most
+	// half of RedisTimeout. A write Redis applied that too few replicas
+	// acknowledged returns an error wrapping [ErrNotReplicated]. Without
+	// it, an asynchronous failover can lose a write that returned nil and
+	// bring back, in L2, the value it replaced (the README's limits).
+	// Cluster and Ring clients ignore it. Default: 0 (off).
+	WaitReplicas int
 }
 
 const jitterFraction = 0.1
@@ -314,7 +325,7 @@ func (o Options) validate() []error {
 	}{
 		{"LocalMaxCost", o.LocalMaxCost}, {"MaxKeySize", int64(o.MaxKeySize)},
 		{"CompressThreshold", int64(o.CompressThreshold)}, {"BreakerThreshold", int64(o.BreakerThreshold)},
-		{"MaxConcurrentLoads", int64(o.MaxConcurrentLoads)},
+		{"MaxConcurrentLoads", int64(o.MaxConcurrentLoads)}, {"WaitReplicas", int64(o.WaitReplicas)},
 	} {
 		if n.v < 0 {
 			bad(n.name, "must not be negative, got %d", n.v)
@@ -394,6 +405,7 @@ func (o Options) String() string {
 		{"StaleIfError", fmtDuration(o.StaleIfError)},
 		{"RefreshAhead", fmtDuration(o.RefreshAhead)},
 		{"StaleWhileRevalidate", fmtDuration(o.StaleWhileRevalidate)},
+		{"WaitReplicas", o.WaitReplicas},
 	}
 	var b strings.Builder
 	for _, e := range kv {
