@@ -13,6 +13,8 @@ import (
 	"testing"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tiercache/tiercache/tiered"
 )
 
 // The truth store, tallies, fault schedule and report of
@@ -319,38 +321,60 @@ func (ck *checker) fault(t *testing.T, f plannedFault) faultEvent {
 	t.Helper()
 	start := time.Now()
 	ev := faultEvent{At: start.Sub(ck.start), Kind: f.kind, Node: -1}
-	p := ck.nodes[f.node].proxy
+	ps := ck.nodes[f.node].proxies
 	switch f.kind {
 	case "kill-pubsub":
-		ev.Detail = fmt.Sprintf("(%d connections)", ck.srv.KillPubSubClients(t))
+		n := 0
+		for _, s := range ck.srvs {
+			n += s.KillPubSubClients(t)
+		}
+		ev.Detail = fmt.Sprintf("(%d connections)", n)
 	case "kill-normal":
 		// SKIPME yes spares the admin connection sending the command.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		n, err := ck.admin.ClientKillByFilter(ctx, "TYPE", "normal", "SKIPME", "yes").Result()
-		cancel()
-		ev.Detail = fmt.Sprintf("(%d connections)", n)
-		if err != nil {
-			ev.Detail = fmt.Sprintf("(CLIENT KILL failed: %v)", err)
+		n := int64(0)
+		for _, a := range ck.admins {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			k, err := a.ClientKillByFilter(ctx, "TYPE", "normal", "SKIPME", "yes").Result()
+			cancel()
+			n += k
+			if err != nil {
+				ev.Detail = fmt.Sprintf("(CLIENT KILL failed: %v)", err)
+			}
+		}
+		if ev.Detail == "" {
+			ev.Detail = fmt.Sprintf("(%d connections)", n)
 		}
 	case "restart":
-		ck.srv.Restart(t)
+		ck.srvs[0].Restart(t)
 		ev.Lasted = time.Since(start)
 	case "delay-replies":
 		ev.Node, ev.Detail, ev.Lasted = f.node, fmt.Sprintf("by %v", f.delay.Round(time.Millisecond)), f.dur
-		p.DelayReplies(f.delay)
+		for _, p := range ps {
+			p.DelayReplies(f.delay)
+		}
 		wait(f.dur)
-		p.DelayReplies(0)
+		for _, p := range ps {
+			p.DelayReplies(0)
+		}
 	case "blackhole":
 		ev.Node, ev.Lasted = f.node, f.dur
-		p.Blackhole(true)
+		for _, p := range ps {
+			p.Blackhole(true)
+		}
 		wait(f.dur)
-		p.Blackhole(false)
+		for _, p := range ps {
+			p.Blackhole(false)
+		}
 	case "reset-all":
 		ev.Node = f.node
-		ev.Detail = fmt.Sprintf("(%d connections)", p.ResetAll())
+		n := 0
+		for _, p := range ps {
+			n += p.ResetAll()
+		}
+		ev.Detail = fmt.Sprintf("(%d connections)", n)
 	case "drop-next-reply":
 		ev.Node = f.node
-		p.DropNextReply()
+		ps[0].DropNextReply()
 	default:
 		t.Fatalf("unknown fault %q", f.kind)
 	}
@@ -502,7 +526,17 @@ func (ck *checker) report() checkerReport {
 	}
 	var all readTally
 	for _, nd := range ck.nodes {
-		st := nd.cache.Stats()
+		var st tiered.Stats // the node's caches' counters, summed; the bus's are shared
+		for _, c := range nd.caches {
+			cs := c.Stats()
+			st.L1.Hits += cs.L1.Hits
+			st.L1Bypassed += cs.L1Bypassed
+			st.Clears += cs.Clears
+			st.L2Errors += cs.L2Errors
+			st.Loads += cs.Loads
+			st.LeaseFallbacks += cs.LeaseFallbacks
+			st.Bus = cs.Bus
+		}
 		r, w := &nd.reads, &nd.writes
 		all.add(r)
 		rep.AckedWrites += w.acked

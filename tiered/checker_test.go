@@ -87,6 +87,23 @@ package tiered_test
 // held in the network can land after a later write, and that reordering is
 // outside the promise.
 //
+// # Variants
+//
+// TestConsistencyChecker runs the setup above. Three variants run the same
+// load and faults for a shorter time (8s unless TIERCACHE_CHECKER_DURATION
+// is set) where deployments differ:
+//
+//   - TestConsistencyCheckerEviction: Redis is full and evicting
+//     (maxmemory 4mb, allkeys-lfu) while a filler writes 1 KiB keys at
+//     about 5 MB/s beside the load, so values, leases and write fences can
+//     be evicted at any time;
+//   - TestConsistencyCheckerSiblings: each node has two caches of one
+//     namespace on one shared bus, and every read and write goes through
+//     one of them at random;
+//   - TestConsistencyCheckerRing: each node's client is a Ring of two
+//     redis-servers (a proxy per shard and node); a restart restarts the
+//     first shard, and the pub/sub and connection kills hit both.
+//
 // # Modes
 //
 // Short mode, the default, runs 20s of load and fails (t.Errorf) on any
@@ -110,6 +127,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -119,6 +137,7 @@ import (
 
 	"github.com/tiercache/tiercache/internal/faultproxy"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/tiered"
 )
 
@@ -197,15 +216,66 @@ const (
 	streamReader = 2000 // + node*100 + reader
 )
 
-func TestConsistencyChecker(t *testing.T) {
+// checkerVariant is what a variant changes in the setup (see the file
+// comment).
+type checkerVariant struct {
+	name       string
+	siblings   int      // caches per node, on one bus; 0 means 1
+	ring       bool     // a Ring of two servers
+	serverArgs []string // more redis-server arguments
+	fill       bool     // write filler keys beside the load, to keep Redis evicting
+}
+
+func TestConsistencyChecker(t *testing.T) { runChecker(t, checkerVariant{name: "base"}) }
+
+func TestConsistencyCheckerEviction(t *testing.T) {
+	runChecker(t, checkerVariant{name: "eviction", fill: true,
+		serverArgs: []string{"--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lfu"}})
+}
+
+func TestConsistencyCheckerSiblings(t *testing.T) {
+	runChecker(t, checkerVariant{name: "siblings", siblings: 2})
+}
+
+func TestConsistencyCheckerRing(t *testing.T) {
+	runChecker(t, checkerVariant{name: "ring", ring: true})
+}
+
+// variantDuration is the default load of a variant: shorter than the base
+// run, to keep CI short; TIERCACHE_CHECKER_DURATION sets every run's.
+const variantDuration = 8 * time.Second
+
+func runChecker(t *testing.T, v checkerVariant) {
 	cfg := checkerConfigFromEnv(t)
-	t.Logf("checker: seed=%d (replay with -checker.seed=%d or TIERCACHE_CHECKER_SEED=%d) nodes=%d keys=%d duration=%v",
-		cfg.seed, cfg.seed, cfg.seed, cfg.nodes, cfg.keys, cfg.duration)
-	s := redistest.Real(t)
-	ck := newChecker(t, cfg, s)
+	if v.name != "base" && os.Getenv("TIERCACHE_CHECKER_DURATION") == "" {
+		cfg.duration = variantDuration
+	}
+	t.Logf("checker %s: seed=%d (replay with -checker.seed=%d or TIERCACHE_CHECKER_SEED=%d) nodes=%d keys=%d duration=%v",
+		v.name, cfg.seed, cfg.seed, cfg.seed, cfg.nodes, cfg.keys, cfg.duration)
+	srvs := []*redistest.Server{redistest.RealWith(t, v.serverArgs...)}
+	if v.ring {
+		srvs = append(srvs, redistest.RealWith(t, v.serverArgs...))
+	}
+	ck := newChecker(t, cfg, v, srvs)
 	ck.run(t)
 	rep := ck.report()
 	ck.logReport(t, rep)
+	if v.fill {
+		info, err := ck.admins[0].Info(context.Background(), "stats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		evicted := -1
+		for _, line := range strings.Split(info, "\r\n") {
+			if n, ok := strings.CutPrefix(line, "evicted_keys:"); ok {
+				evicted, _ = strconv.Atoi(n)
+			}
+		}
+		t.Logf("keys evicted since the last restart: %d", evicted)
+		if evicted <= 0 {
+			t.Errorf("Redis evicted %d keys: the run had no eviction pressure", evicted)
+		}
+	}
 	if path := os.Getenv("TIERCACHE_CHECKER_REPORT"); path != "" {
 		if err := writeReport(path, rep); err != nil {
 			t.Errorf("write report: %v", err)
@@ -220,14 +290,15 @@ func TestConsistencyChecker(t *testing.T) {
 
 // checker is one run: the truth, the nodes, the tallies.
 type checker struct {
-	cfg   checkerConfig
-	srv   *redistest.Server
-	admin *redis.Client // reaches Redis directly, for CLIENT KILL
-	truth *truthStore
-	nodes []*checkerNode
-	logs  *logSink
-	start time.Time // of the load; every time in the report is relative to it
-	load  time.Duration
+	cfg    checkerConfig
+	v      checkerVariant
+	srvs   []*redistest.Server // one, or a Ring's two shards
+	admins []*redis.Client     // reach each server directly, for CLIENT KILL and the filler
+	truth  *truthStore
+	nodes  []*checkerNode
+	logs   *logSink
+	start  time.Time // of the load; every time in the report is relative to it
+	load   time.Duration
 
 	values, violations atomic.Int64 // running totals, for progress lines
 
@@ -238,42 +309,69 @@ type checker struct {
 	stalls stallMonitor
 }
 
-// checkerNode is one simulated process: a cache on its own client, which
-// reaches Redis through its own proxy.
+// checkerNode is one simulated process: a cache (or, in the siblings
+// variant, two of one namespace on one bus) on its own client, which
+// reaches each Redis server through a proxy of its own.
 type checkerNode struct {
-	id    int
-	proxy *faultproxy.Proxy
-	rdb   *redis.Client
-	cache *tiered.Cache[string]
+	id      int
+	proxies []*faultproxy.Proxy // by server
+	caches  []*tiered.Cache[string]
 
 	reads  readTally  // summed after the run
 	writes writeTally // set after the run
 }
 
-func newChecker(t *testing.T, cfg checkerConfig, s *redistest.Server) *checker {
+func newChecker(t *testing.T, cfg checkerConfig, v checkerVariant, srvs []*redistest.Server) *checker {
 	t.Helper()
 	ck := &checker{
 		cfg:   cfg,
-		srv:   s,
-		admin: s.Client(t),
+		v:     v,
+		srvs:  srvs,
 		truth: newTruthStore(cfg.keys),
 		logs:  &logSink{start: time.Now()},
 	}
+	for _, s := range srvs {
+		ck.admins = append(ck.admins, s.Client(t))
+	}
 	for i := range cfg.nodes {
-		p, err := faultproxy.Start(s.Addr)
-		if err != nil {
-			t.Fatalf("faultproxy.Start: %v", err)
+		nd := &checkerNode{id: i}
+		for _, s := range srvs {
+			p, err := faultproxy.Start(s.Addr)
+			if err != nil {
+				t.Fatalf("faultproxy.Start: %v", err)
+			}
+			t.Cleanup(func() { _ = p.Close() })
+			nd.proxies = append(nd.proxies, p)
 		}
-		t.Cleanup(func() { _ = p.Close() })
-		rdb := redis.NewClient(&redis.Options{
-			Addr:                  p.Addr(),
-			DialTimeout:           200 * time.Millisecond,
-			ReadTimeout:           200 * time.Millisecond,
-			WriteTimeout:          200 * time.Millisecond,
-			ContextTimeoutEnabled: true,
-		})
+		var rdb redis.UniversalClient
+		if v.ring {
+			addrs := map[string]string{}
+			for j, p := range nd.proxies {
+				addrs[fmt.Sprint("shard", j)] = p.Addr()
+			}
+			rdb = redis.NewRing(&redis.RingOptions{
+				Addrs:                 addrs,
+				DialTimeout:           200 * time.Millisecond,
+				ReadTimeout:           200 * time.Millisecond,
+				WriteTimeout:          200 * time.Millisecond,
+				ContextTimeoutEnabled: true,
+				// A Ring that marks a shard down moves its keys to another
+				// shard, for this client only: the nodes would then disagree
+				// on where a key lives, which no cache on top can fix. The
+				// faults here are shorter than an hour.
+				HeartbeatFrequency: time.Hour,
+			})
+		} else {
+			rdb = redis.NewClient(&redis.Options{
+				Addr:                  nd.proxies[0].Addr(),
+				DialTimeout:           200 * time.Millisecond,
+				ReadTimeout:           200 * time.Millisecond,
+				WriteTimeout:          200 * time.Millisecond,
+				ContextTimeoutEnabled: true,
+			})
+		}
 		t.Cleanup(func() { _ = rdb.Close() })
-		c, err := tiered.New[string](tiered.Options{
+		o := tiered.Options{
 			Redis:             rdb,
 			Namespace:         "checker",
 			TTL:               3 * time.Minute,
@@ -284,14 +382,53 @@ func newChecker(t *testing.T, cfg checkerConfig, s *redistest.Server) *checker {
 			HeartbeatInterval: 100 * time.Millisecond,
 			RedisTimeout:      150 * time.Millisecond,
 			Logger:            ck.logs.logger(i),
-		})
-		if err != nil {
-			t.Fatalf("node %d: tiered.New: %v", i, err)
 		}
-		t.Cleanup(func() { _ = c.Close() })
-		ck.nodes = append(ck.nodes, &checkerNode{id: i, proxy: p, rdb: rdb, cache: c})
+		if v.siblings > 1 {
+			bus, err := invalidation.New(context.Background(), invalidation.Options{
+				Redis: rdb, MaxStaleness: cfg.maxStaleness, HeartbeatInterval: 100 * time.Millisecond, Logger: ck.logs.logger(i),
+			})
+			if err != nil {
+				t.Fatalf("node %d: invalidation.New: %v", i, err)
+			}
+			t.Cleanup(func() { _ = bus.Close() })
+			o.Bus = bus
+		}
+		for range max(v.siblings, 1) {
+			c, err := tiered.New[string](o)
+			if err != nil {
+				t.Fatalf("node %d: tiered.New: %v", i, err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			nd.caches = append(nd.caches, c)
+		}
+		ck.nodes = append(ck.nodes, nd)
 	}
 	return ck
+}
+
+// cache returns the cache of nd that one read or write goes through.
+func (nd *checkerNode) cache(rng *rand.Rand) *tiered.Cache[string] {
+	return nd.caches[rng.IntN(len(nd.caches))]
+}
+
+// filler writes 1 KiB filler keys to the first server, 50 every 10ms, until
+// ctx ends, so that a Redis with maxmemory keeps evicting.
+func (ck *checker) filler(ctx context.Context) {
+	val := strings.Repeat("f", 1024)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		pipe := ck.admins[0].Pipeline()
+		for j := range 50 {
+			pipe.Set(ctx, fmt.Sprintf("filler:%d", n*50+j), val, 0)
+		}
+		_, _ = pipe.Exec(ctx) // a fault (a restart) may fail it; the next tick goes on
+	}
 }
 
 // run starts the writers and readers, runs the fault schedule in the test
@@ -306,7 +443,9 @@ func (ck *checker) run(t *testing.T) {
 		cancel()
 		wg.Wait()
 		for _, nd := range ck.nodes {
-			nd.proxy.Pass() // nothing is left on, but leave no doubt for Close
+			for _, p := range nd.proxies {
+				p.Pass() // nothing is left on, but leave no doubt for Close
+			}
 		}
 	}()
 	ck.start = time.Now()
@@ -314,6 +453,9 @@ func (ck *checker) run(t *testing.T) {
 	deadline := ck.start.Add(ck.cfg.duration)
 
 	wg.Go(func() { ck.stalls.watch(ctx, ck.start) })
+	if ck.v.fill {
+		wg.Go(func() { ck.filler(ctx) })
+	}
 	var tallyMu sync.Mutex // guards the nodes' read tallies while readers end
 	for _, nd := range ck.nodes {
 		own := ownedKeys(nd.id, ck.cfg.nodes, ck.cfg.keys)
@@ -378,10 +520,11 @@ func (ck *checker) writer(ctx context.Context, nd *checkerNode, own []int, rng *
 				return tl
 			}
 			var err error
+			c := nd.cache(rng)
 			if del {
-				err = nd.cache.Delete(context.Background(), ck.truth.keys[k])
+				err = c.Delete(context.Background(), ck.truth.keys[k])
 			} else {
-				err = nd.cache.Set(context.Background(), ck.truth.keys[k], versionValue(v))
+				err = c.Set(context.Background(), ck.truth.keys[k], versionValue(v))
 			}
 			if err == nil {
 				if !ck.truth.ack(k, v) {
@@ -446,11 +589,12 @@ func (ck *checker) readOnce(ctx context.Context, nd *checkerNode, rng *rand.Rand
 		op = opGetOrLoadMany
 	}
 	tl.reads++
+	c := nd.cache(rng)
 	switch op {
 	case opGetOrLoad:
 		key := keys[zipf.Uint64()]
 		start := time.Now()
-		v, err := nd.cache.GetOrLoad(rctx, key, ck.loadOne)
+		v, err := c.GetOrLoad(rctx, key, ck.loadOne)
 		if err != nil {
 			tl.countError(ctx, op, err)
 			return
@@ -459,7 +603,7 @@ func (ck *checker) readOnce(ctx context.Context, nd *checkerNode, rng *rand.Rand
 	case opGet:
 		key := keys[zipf.Uint64()]
 		start := time.Now()
-		v, err := nd.cache.Get(rctx, key)
+		v, err := c.Get(rctx, key)
 		if errors.Is(err, tiered.ErrNotFound) {
 			tl.misses++
 			return
@@ -472,7 +616,7 @@ func (ck *checker) readOnce(ctx context.Context, nd *checkerNode, rng *rand.Rand
 	case opGetOrLoadMany:
 		batch := distinctKeys(keys, zipf, 2+rng.IntN(3))
 		start := time.Now()
-		got, err := nd.cache.GetOrLoadMany(rctx, batch, ck.loadMany)
+		got, err := c.GetOrLoadMany(rctx, batch, ck.loadMany)
 		lat := time.Since(start)
 		if err != nil {
 			tl.countError(ctx, op, err)
