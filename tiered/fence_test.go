@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -117,5 +118,54 @@ func TestEvictedFenceRefusesLateWrite(t *testing.T) {
 	s.WaitScripts(t, before+1)
 	if v, err := other.Get(ctx, "k"); err == nil && v != "new" || err != nil && err != ErrNotFound {
 		t.Errorf("Get(k) after the held write landed on an evicted fence = %q, %v; want %q or ErrNotFound", v, err, "new")
+	}
+}
+
+// TestLateLeaseCannotResurrect: a lease command held in the network times
+// out, so the node cannot know whether, or when, it will land. If it lands
+// after a Delete of the key, and the node's load read the source of truth
+// before that Delete, a fill under that lease would put the replaced
+// value back in L2, where every node would find it until its TTL (promise
+// 3: no invalidation undone). So a node whose lease command failed loads
+// without filling L2, and releases whatever marker it may have left.
+func TestLateLeaseCannotResurrect(t *testing.T) {
+	s := redistest.Real(t)
+	rdb, p := proxiedClient(t, s, 4)
+	a := newNode[string](t, s, func(o *Options) { o.Redis, o.RedisTimeout = rdb, 100*time.Millisecond })
+	b := newNode[string](t, s, func(o *Options) { o.LocalMaxCost = 1 }) // reads L2 every time
+	ctx := context.Background()
+	truth := "v0"
+	loading := make(chan struct{})
+	proceed := make(chan struct{})
+	p.HoldRequests()
+	done := make(chan error, 1)
+	go func() {
+		v, err := a.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) {
+			v := truth // read before the Delete below
+			close(loading)
+			<-proceed
+			return v, nil
+		})
+		if err == nil && v != "v0" {
+			err = fmt.Errorf("GetOrLoad = %q, want v0", v)
+		}
+		done <- err
+	}()
+	<-loading // the lease command timed out, still held; the loader has read v0
+	p.StopHolding()
+	truth = "v1"
+	if err := b.Delete(ctx, "k"); err != nil { // the source of truth changed: drop k
+		t.Fatal(err)
+	}
+	before := s.CommandCalls(t, "set")
+	p.ReleaseRequests()
+	eventually(t, 5*time.Second, func() bool { return s.CommandCalls(t, "set") > before }, "the held lease command ran")
+	close(proceed)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	v, err := b.GetOrLoad(ctx, "k", func(context.Context, string) (string, error) { return truth, nil })
+	if err != nil || v != "v1" {
+		t.Errorf("b.GetOrLoad(k) after the Delete = %q, %v; want v1: the lease that landed after the Delete let a's fill put v0 back", v, err)
 	}
 }

@@ -272,8 +272,8 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 		if round > 0 {
 			leases = c.leaseRound(ctx, pick(j.keys, pending))
 		}
-		var granted, held, garbled []int
-		var tokens [][]byte
+		var granted, held, garbled, unsure []int
+		var tokens, unsureTokens [][]byte
 		for n, i := range pending {
 			switch l := leases[n]; l.State {
 			case remote.LeaseHit:
@@ -293,14 +293,15 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 				held = append(held, i)
 			default:
 				if l.Token != nil {
-					// The lease command failed (its reply timed out, say)
-					// but may have stored our marker. Load as if granted:
-					// the fill installs the value only if the marker is
-					// there, which also frees the key for other nodes, and
-					// a fill that fails releases it. Refused if the
-					// command never ran, it costs one round trip.
-					granted = append(granted, i)
-					tokens = append(tokens, l.Token)
+					// The lease command failed (its reply timed out, or
+					// the request is held in the network): it may have
+					// stored our marker, or may store it later, after a
+					// Set or Delete that our load, which reads the source
+					// of truth now, would then undo by filling under it.
+					// So load without filling L2, and release the marker
+					// in case it is there.
+					unsure = append(unsure, i)
+					unsureTokens = append(unsureTokens, l.Token)
 					continue
 				}
 				garbled = append(garbled, i)
@@ -312,6 +313,14 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 			// open): load without filling, and leave L2 to its TTL or the
 			// next Set.
 			c.loadUnfilled(ctx, j, garbled)
+		}
+		if len(unsure) > 0 {
+			// Released before the waiters are answered, so that a caller
+			// that got the value finds the key free. A lease command still
+			// held in the network may land after the release; its marker
+			// then lives LeaseTTL, as a crashed holder's would.
+			c.release(ctx, pick(j.keys, unsure), unsureTokens)
+			c.loadUnfilled(ctx, j, unsure)
 		}
 		if len(granted) > 0 {
 			c.loadAndFill(ctx, j, granted, tokens)

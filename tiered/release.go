@@ -28,7 +28,7 @@ func (c *Cache[V]) release(ctx context.Context, keys []string, tokens [][]byte) 
 
 // unreleased holds the leases whose release failed. A lease command that
 // lands just as Redis becomes unreachable loses its reply; the node loads
-// as if granted, but its fill and its release fail too, and the marker
+// without filling L2, but its release fails too, and the marker
 // would stay in L2 for LeaseTTL after Redis is back, making every node that
 // reads the key wait LeaseWait for it. Releasing it later is safe: the
 // release deletes the key only if it still holds our token.
