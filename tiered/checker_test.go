@@ -82,10 +82,11 @@ package tiered_test
 // every pub/sub connection; kill every normal connection (CLIENT KILL TYPE
 // normal SKIPME yes, from an admin client that reaches Redis directly);
 // restart Redis (it comes back empty); on one node's proxy, delay replies
-// by 50-300ms for 0.5-1s, blackhole it for 0.5-1.5s, reset every
-// connection, or drop the next reply. Requests are never delayed: a request
-// held in the network can land after a later write, and that reordering is
-// outside the promise.
+// by 50-300ms for 0.5-1s, delay requests as much (a request held past
+// RedisTimeout lands after writes that came later: the write fence refuses
+// a late write, and a node never fills L2 under a lease command that
+// failed), blackhole it for 0.5-1.5s, reset every connection, or drop the
+// next reply.
 //
 // # Variants
 //
@@ -474,7 +475,7 @@ func (ck *checker) run(t *testing.T) {
 		}
 	}
 
-	ck.faultSchedule(t, planFaults(rand.New(rand.NewPCG(ck.cfg.seed, streamFaults)), ck.cfg.duration, ck.cfg.nodes))
+	ck.faultSchedule(t, planFaults(rand.New(rand.NewPCG(ck.cfg.seed, streamFaults)), ck.cfg.duration, ck.cfg.nodes, faultKinds(ck.v)))
 
 	if d := time.Until(deadline); d > 0 {
 		wait(d) // the run's end, not synchronization
