@@ -81,6 +81,7 @@ type Bus struct {
 	peers    peerTable
 	failed   failedWrites
 	resend   [][]byte // messages of failed writes to publish again; see WriteFailed
+	keys     []string // reused by applyToHandlersLocked for the keys of each delete; at most maxKeptKeys of capacity between messages
 
 	beatWriter pubsub.Writer // publishes heartbeats only through a writable master
 
@@ -322,7 +323,7 @@ func (b *Bus) Message(namespace string, op Op, keys []string) []byte {
 // sequence number for a lost message and clear their whole L1 after
 // GapGrace. A copy costs them one more invalidation of the keys.
 func (b *Bus) WriteFailed(msg []byte) {
-	m, err := decodeMessage(string(msg), nil)
+	m, err := decodeMessage(string(msg))
 	if err != nil || m.origin != b.nodeID || m.op == opHeartbeat {
 		return
 	}

@@ -3,6 +3,7 @@ package invalidation
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 )
 
 // Op is what an invalidation message asks every other node to do.
@@ -46,15 +47,20 @@ var (
 	errMalformed = errors.New("invalidation: malformed message")
 )
 
-// message is one decoded invalidation or heartbeat. Decoded strings are
-// substrings of the payload, so decoding copies no bytes.
+// message is one invalidation or heartbeat. Decoded strings are substrings
+// of the payload, so decoding copies no bytes.
 type message struct {
 	op        Op
 	origin    string // nodeIDLen raw bytes
 	seq       uint64
 	sent      int64 // unix nanoseconds by the sender's clock
 	namespace string
-	keys      []string
+	keys      []string // the keys to encode; decodeMessage leaves it nil
+
+	// Set by decodeMessage: the keys stay encoded until appendKeys, so a
+	// node with no handler for the namespace never decodes them.
+	nkeys   int    // how many keys
+	rawKeys string // their encoding, checked
 }
 
 // appendMessage appends the encoding of m to dst. m.origin must be
@@ -94,10 +100,10 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-// decodeMessage parses p, appending its keys to keys[:0] so the caller can
-// reuse one slice across messages. It returns errForeign or errMalformed, and
-// never panics, whatever p holds.
-func decodeMessage(p string, keys []string) (message, error) {
+// decodeMessage parses p and checks all of it, the keys included, but
+// leaves the keys encoded: [message.appendKeys] collects them. It returns
+// errForeign or errMalformed, and never panics, whatever p holds.
+func decodeMessage(p string) (message, error) {
 	if len(p) == 0 || p[0] != magic {
 		return message{}, errForeign
 	}
@@ -120,19 +126,29 @@ func decodeMessage(p string, keys []string) (message, error) {
 	m.namespace = r.string()
 	n := r.uvarint()
 	// Every key takes at least its one-byte length, so a count above the
-	// bytes left is a lie; checking first bounds the loop and the slice.
+	// bytes left is a lie; checking first bounds the loop.
 	if r.bad || n > uint64(len(r.s)) {
 		return message{}, errMalformed
 	}
-	keys = keys[:0]
+	m.nkeys, m.rawKeys = int(n), r.s
 	for range n {
-		keys = append(keys, r.string())
+		r.string()
 	}
 	if r.bad || len(r.s) != 0 {
 		return message{}, errMalformed
 	}
-	m.keys = keys
 	return m, nil
+}
+
+// appendKeys appends the keys of m, which decodeMessage checked, to dst and
+// returns the extended slice. The keys are substrings of the payload.
+func (m *message) appendKeys(dst []string) []string {
+	r := reader{s: m.rawKeys}
+	dst = slices.Grow(dst, m.nkeys)
+	for range m.nkeys {
+		dst = append(dst, r.string())
+	}
+	return dst
 }
 
 // reader consumes a string front to back. After the first error, bad is set

@@ -11,6 +11,30 @@ import (
 
 var testOrigin = strings.Repeat("\x01", nodeIDLen)
 
+// decoded returns m as decodeMessage makes it from m's encoding, with its
+// keys left encoded.
+func decoded(t testing.TB, m message) message {
+	t.Helper()
+	d, err := decodeMessage(string(appendMessage(nil, &m)))
+	if err != nil {
+		t.Fatalf("decodeMessage(appendMessage(%+v)) error = %v", m, err)
+	}
+	return d
+}
+
+// decodeAll decodes p and collects its keys, and drops what decodeMessage
+// adds only to keep them encoded, so that the result compares with the
+// message p encodes.
+func decodeAll(p string) (message, error) {
+	m, err := decodeMessage(p)
+	if err != nil {
+		return message{}, err
+	}
+	m.keys = m.appendKeys(nil)
+	m.nkeys, m.rawKeys = 0, ""
+	return m, nil
+}
+
 func TestMessageRoundTrip(t *testing.T) {
 	tests := []struct {
 		name string
@@ -26,12 +50,9 @@ func TestMessageRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.give.origin = testOrigin
 			p := appendMessage(nil, &tt.give)
-			got, err := decodeMessage(string(p), nil)
+			got, err := decodeAll(string(p))
 			if err != nil {
 				t.Fatalf("decodeMessage(appendMessage(%+v)) error = %v", tt.give, err)
-			}
-			if len(got.keys) == 0 {
-				got.keys = nil // decode returns an empty slice for no keys
 			}
 			if !reflect.DeepEqual(got, tt.give) {
 				t.Errorf("decodeMessage(appendMessage(m)) = %+v, want %+v", got, tt.give)
@@ -44,8 +65,8 @@ func TestBusMessageDecodes(t *testing.T) {
 	b := &Bus{nodeID: testOrigin}
 	p1 := b.Message("ns", OpDelete, []string{"a", "b"})
 	p2 := b.Message("ns", OpClear, nil)
-	m1, err1 := decodeMessage(string(p1), nil)
-	m2, err2 := decodeMessage(string(p2), nil)
+	m1, err1 := decodeMessage(string(p1))
+	m2, err2 := decodeMessage(string(p2))
 	if err1 != nil || err2 != nil {
 		t.Fatalf("decode errors: %v, %v", err1, err2)
 	}
@@ -86,7 +107,7 @@ func TestDecodeMessageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := decodeMessage(tt.give, nil); !errors.Is(err, tt.want) {
+			if _, err := decodeMessage(tt.give); !errors.Is(err, tt.want) {
 				t.Errorf("decodeMessage(%q) error = %v, want %v", tt.give, err, tt.want)
 			}
 		})
@@ -109,12 +130,12 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte("hello"))
 	f.Add([]byte{magic, version, byte(OpDelete)})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		m, err := decodeMessage(string(p), nil)
+		m, err := decodeAll(string(p))
 		if err != nil {
 			return
 		}
 		// Whatever decodes must encode and decode again to the same message.
-		again, err := decodeMessage(string(appendMessage(nil, &m)), nil)
+		again, err := decodeAll(string(appendMessage(nil, &m)))
 		if err != nil {
 			t.Fatalf("re-decoding %+v: %v", m, err)
 		}
@@ -128,9 +149,12 @@ func TestDecodeMessageAllocs(t *testing.T) {
 	p := string(appendMessage(nil, &message{op: OpDelete, origin: testOrigin, seq: 1, namespace: "ns", keys: []string{"a", "b", "c"}}))
 	keys := make([]string, 0, 8)
 	allocs := testing.AllocsPerRun(100, func() {
-		m, err := decodeMessage(p, keys)
-		if err != nil || len(m.keys) != 3 {
+		m, err := decodeMessage(p)
+		if err != nil {
 			t.Fatalf("decodeMessage = %+v, %v", m, err)
+		}
+		if keys = m.appendKeys(keys[:0]); len(keys) != 3 {
+			t.Fatalf("appendKeys = %q, want 3 keys", keys)
 		}
 	})
 	if allocs != 0 {
