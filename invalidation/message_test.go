@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -41,7 +42,8 @@ func TestMessageRoundTrip(t *testing.T) {
 		give message
 	}{
 		{name: "delete one", give: message{op: OpDelete, seq: 1, sent: 1, namespace: "ns", keys: []string{"k"}}},
-		{name: "delete many", give: message{op: OpDelete, seq: 300, sent: 1e18, namespace: "products", keys: []string{"a", "", "ccc", strings.Repeat("x", 200)}}},
+		{name: "delete many", give: message{op: OpDelete, seq: 300, sent: 1e18, namespace: "products", keys: []string{"a", "bb", "ccc", strings.Repeat("x", 200)}}},
+		{name: "delete most", give: message{op: OpDelete, seq: 2, namespace: "ns", keys: slices.Repeat([]string{"k"}, maxKeysPerMessage)}},
 		{name: "clear", give: message{op: OpClear, seq: math.MaxUint64, sent: -5, namespace: "ns"}},
 		{name: "heartbeat", give: message{op: opHeartbeat, seq: 7, sent: math.MaxInt64}},
 		{name: "binary namespace and key", give: message{op: OpDelete, seq: 1 << 35, namespace: "\x00\xff", keys: []string{"\xb7\x01"}}},
@@ -78,6 +80,11 @@ func TestBusMessageDecodes(t *testing.T) {
 	}
 }
 
+// encode encodes an op of keys in namespace "ns" from testOrigin.
+func encode(op Op, keys ...string) string {
+	return string(appendMessage(nil, &message{op: op, origin: testOrigin, seq: 1, namespace: "ns", keys: keys}))
+}
+
 func TestDecodeMessageErrors(t *testing.T) {
 	valid := appendMessage(nil, &message{op: OpDelete, origin: testOrigin, seq: 9, sent: 1, namespace: "ns", keys: []string{"k1", "k2"}})
 	with := func(i int, c byte) string {
@@ -104,6 +111,11 @@ func TestDecodeMessageErrors(t *testing.T) {
 		{name: "huge key count", give: string(valid[:headerLen]) + "\x01" + strings.Repeat("\x00", 8) + "\x00" + "\xff\xff\xff\xff\x0f", want: errMalformed},
 		{name: "key longer than rest", give: string(valid[:headerLen]) + "\x01" + strings.Repeat("\x00", 8) + "\x00" + "\x01\x05ab", want: errMalformed},
 		{name: "namespace longer than rest", give: string(valid[:headerLen]) + "\x01" + strings.Repeat("\x00", 8) + "\x09ns", want: errMalformed},
+		{name: "empty key", give: encode(OpDelete, "k", ""), want: errMalformed},
+		{name: "only empty keys", give: encode(OpDelete, slices.Repeat([]string{""}, 100)...), want: errMalformed},
+		{name: "empty key in a clear", give: encode(OpClear, ""), want: errMalformed},
+		{name: "too many keys", give: encode(OpDelete, slices.Repeat([]string{"k"}, maxKeysPerMessage+1)...), want: errMalformed},
+		{name: "too many keys in a clear", give: encode(OpClear, slices.Repeat([]string{"k"}, maxKeysPerMessage+1)...), want: errMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,10 +141,15 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("hello"))
 	f.Add([]byte{magic, version, byte(OpDelete)})
+	f.Add([]byte(encode(OpDelete, "k", "")))
+	f.Add([]byte(encode(OpDelete, slices.Repeat([]string{"k"}, maxKeysPerMessage+1)...)))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		m, err := decodeAll(string(p))
 		if err != nil {
 			return
+		}
+		if len(m.keys) > maxKeysPerMessage || slices.Contains(m.keys, "") {
+			t.Fatalf("decoded %d keys, an empty one %v; want at most %d, none empty", len(m.keys), slices.Contains(m.keys, ""), maxKeysPerMessage)
 		}
 		// Whatever decodes must encode and decode again to the same message.
 		again, err := decodeAll(string(appendMessage(nil, &m)))
@@ -159,5 +176,36 @@ func TestDecodeMessageAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("decodeMessage with a reused key slice allocates %v times, want 0", allocs)
+	}
+}
+
+// TestBusMessageSendsClearForRejectedDelete: a delete that receivers would
+// reject goes out as a clear of the namespace, which covers its keys, so
+// no write a real writer announces is lost or leaves a sequence gap.
+func TestBusMessageSendsClearForRejectedDelete(t *testing.T) {
+	tests := []struct {
+		name      string
+		give      []string
+		giveOp    Op
+		wantOp    Op
+		wantNKeys int
+	}{
+		{name: "delete", give: []string{"a", "b"}, giveOp: OpDelete, wantOp: OpDelete, wantNKeys: 2},
+		{name: "most keys", give: slices.Repeat([]string{"k"}, maxKeysPerMessage), giveOp: OpDelete, wantOp: OpDelete, wantNKeys: maxKeysPerMessage},
+		{name: "too many keys", give: slices.Repeat([]string{"k"}, maxKeysPerMessage+1), giveOp: OpDelete, wantOp: OpClear},
+		{name: "empty key", give: []string{"a", ""}, giveOp: OpDelete, wantOp: OpClear},
+		{name: "clear with keys", give: []string{"a"}, giveOp: OpClear, wantOp: OpClear},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &Bus{nodeID: testOrigin}
+			m, err := decodeMessage(string(b.Message("ns", tt.giveOp, tt.give)))
+			if err != nil {
+				t.Fatalf("decodeMessage(Message(%d keys)) error = %v", len(tt.give), err)
+			}
+			if m.op != tt.wantOp || m.nkeys != tt.wantNKeys || m.seq != 1 {
+				t.Errorf("Message(%d keys) = op %d with %d keys, seq %d; want op %d with %d keys, seq 1", len(tt.give), m.op, m.nkeys, m.seq, tt.wantOp, tt.wantNKeys)
+			}
+		})
 	}
 }

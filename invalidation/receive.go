@@ -230,8 +230,8 @@ func (b *Bus) applyToHandlersLocked(m *message) {
 		}
 		// The keys are substrings of the payload: clearing them lets the
 		// payload go. The array is kept for the next message unless a
-		// large one grew it, so that one message cannot pin its keys'
-		// worth of memory for the life of the bus.
+		// large one grew it, so that one message cannot pin up to
+		// maxKeysPerMessage keys' worth of memory for the life of the bus.
 		clear(keys)
 		if cap(keys) > maxKeptKeys {
 			keys = nil
