@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,7 @@ type Bus struct {
 	peers    peerTable
 	failed   failedWrites
 	resend   [][]byte // messages of failed writes to publish again; see WriteFailed
+	keys     []string // reused by applyToHandlersLocked for the keys of each delete; at most maxKeptKeys of capacity between messages
 
 	beatWriter pubsub.Writer // publishes heartbeats only through a writable master
 
@@ -289,10 +291,18 @@ func (b *Bus) Usable() bool { return b.usable.Load() }
 // out: peers take a sequence number that never arrives for a lost message and
 // clear their L1 after GapGrace.
 //
+// A delete of more than 65,536 keys, or with an empty key, is encoded as a
+// clear of the namespace: receivers reject such a message (it would cost
+// every node memory in proportion to its keys, and no cache holds an empty
+// key), and a clear covers every key.
+//
 // The bus skips the message when it comes back: the writer drops the keys
 // from its own caches after the round trip. If the round trip failed, tell
 // the bus with [Bus.WriteFailed].
 func (b *Bus) Message(namespace string, op Op, keys []string) []byte {
+	if op == OpClear || len(keys) > maxKeysPerMessage || slices.Contains(keys, "") {
+		op, keys = OpClear, nil
+	}
 	b.n.messages.Add(1)
 	b.n.messageKeys.Add(uint64(len(keys)))
 	m := message{
@@ -322,7 +332,7 @@ func (b *Bus) Message(namespace string, op Op, keys []string) []byte {
 // sequence number for a lost message and clear their whole L1 after
 // GapGrace. A copy costs them one more invalidation of the keys.
 func (b *Bus) WriteFailed(msg []byte) {
-	m, err := decodeMessage(string(msg), nil)
+	m, err := decodeMessage(string(msg))
 	if err != nil || m.origin != b.nodeID || m.op == opHeartbeat {
 		return
 	}

@@ -41,5 +41,9 @@
 //   - a peer's sequence numbers show a gap that stays open for GapGrace.
 //
 // The message format is binary and versioned; bytes that do not parse are
-// counted and ignored, never trusted.
+// counted and ignored, never trusted. A message carries at most 65,536
+// keys, none empty, so that what anyone can publish on the channel costs a
+// node little memory; [Bus.Message] turns a larger delete into a clear of
+// the namespace. A bus decodes the keys of a delete only if it has a
+// handler for the namespace, and keeps no large buffer between messages.
 package invalidation

@@ -15,7 +15,8 @@ func TestSequenceGapsCountsPeersNotMessages(t *testing.T) {
 	now := time.Now()
 	for _, seq := range []uint64{1, 10} { // 2..9 lost: 8 messages
 		m.seq = seq
-		b.applyLocked(&m, now)
+		d := decoded(t, m)
+		b.applyLocked(&d, now)
 	}
 	at := int64(now.Sub(b.start))
 	b.checkLocked(at + int64(100*time.Millisecond))

@@ -83,7 +83,8 @@ func TestGapExpiryPlansWatchdog(t *testing.T) {
 	now := time.Now()
 	for _, seq := range []uint64{1, 3} {
 		m.seq = seq
-		b.applyLocked(&m, now)
+		d := decoded(t, m)
+		b.applyLocked(&d, now)
 	}
 	at := int64(now.Sub(b.start))
 	grace := int64(100 * time.Millisecond)

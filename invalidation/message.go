@@ -3,6 +3,7 @@ package invalidation
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 )
 
 // Op is what an invalidation message asks every other node to do.
@@ -28,8 +29,8 @@ const (
 //	seq        uvarint   the sender's sequence number, from 1: one series for its invalidations, another for its heartbeats
 //	sent        8 bytes  the sender's clock at encoding, unix nanoseconds, big endian
 //	namespace  uvarint length, then bytes
-//	key count  uvarint
-//	keys       each a uvarint length, then bytes
+//	key count  uvarint, at most maxKeysPerMessage
+//	keys       each a uvarint length (not zero), then bytes
 //
 // Nothing may follow the last key.
 const (
@@ -39,6 +40,21 @@ const (
 	headerLen = 3 + nodeIDLen
 )
 
+// maxKeysPerMessage bounds the keys of one message. Every node that handles
+// a message's namespace decodes its keys into a slice, 16 bytes a key
+// however short the key is on the wire, so without a bound one message of
+// 1-byte keys, which anyone who can publish on the channel can send, costs
+// every node 8 times its size: 256 MB for the 32 MB that Redis's default
+// output buffer limit still lets reach a subscriber. The bound caps the
+// slice at 1 MiB. Writers fit under it: [Bus.Message] sends a larger delete
+// as a clear of the namespace (see there), so no real write is rejected,
+// which would leave peers stale until its sequence gap expired. A batch
+// of 65,536 keys is a bulk load, one script of as many SETs that holds a
+// Redis server for about a quarter of a second; after one that large,
+// peers refilling a cleared L1 from L2 cost little more than deleting the
+// keys one by one.
+const maxKeysPerMessage = 1 << 16
+
 var (
 	// errForeign marks bytes that are not ours: another magic or version.
 	errForeign = errors.New("invalidation: foreign message")
@@ -46,15 +62,20 @@ var (
 	errMalformed = errors.New("invalidation: malformed message")
 )
 
-// message is one decoded invalidation or heartbeat. Decoded strings are
-// substrings of the payload, so decoding copies no bytes.
+// message is one invalidation or heartbeat. Decoded strings are substrings
+// of the payload, so decoding copies no bytes.
 type message struct {
 	op        Op
 	origin    string // nodeIDLen raw bytes
 	seq       uint64
 	sent      int64 // unix nanoseconds by the sender's clock
 	namespace string
-	keys      []string
+	keys      []string // the keys to encode; decodeMessage leaves it nil
+
+	// Set by decodeMessage: the keys stay encoded until appendKeys, so a
+	// node with no handler for the namespace never decodes them.
+	nkeys   int    // how many keys
+	rawKeys string // their encoding, checked
 }
 
 // appendMessage appends the encoding of m to dst. m.origin must be
@@ -94,10 +115,12 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-// decodeMessage parses p, appending its keys to keys[:0] so the caller can
-// reuse one slice across messages. It returns errForeign or errMalformed, and
-// never panics, whatever p holds.
-func decodeMessage(p string, keys []string) (message, error) {
+// decodeMessage parses p and checks all of it, the keys included, but
+// leaves the keys encoded: [message.appendKeys] collects them. It returns
+// errForeign or errMalformed, and never panics, whatever p holds. A
+// message with an empty key or with more than maxKeysPerMessage keys is
+// malformed: no writer sends one.
+func decodeMessage(p string) (message, error) {
 	if len(p) == 0 || p[0] != magic {
 		return message{}, errForeign
 	}
@@ -119,20 +142,32 @@ func decodeMessage(p string, keys []string) (message, error) {
 	m.sent = int64(r.uint64())
 	m.namespace = r.string()
 	n := r.uvarint()
-	// Every key takes at least its one-byte length, so a count above the
-	// bytes left is a lie; checking first bounds the loop and the slice.
-	if r.bad || n > uint64(len(r.s)) {
+	// Every key takes at least two bytes, its length and one byte, so a
+	// count above half the bytes left is a lie.
+	if r.bad || n > maxKeysPerMessage || n > uint64(len(r.s))/2 {
 		return message{}, errMalformed
 	}
-	keys = keys[:0]
+	m.nkeys, m.rawKeys = int(n), r.s
 	for range n {
-		keys = append(keys, r.string())
+		if r.string() == "" { // also after an error
+			return message{}, errMalformed
+		}
 	}
-	if r.bad || len(r.s) != 0 {
+	if len(r.s) != 0 {
 		return message{}, errMalformed
 	}
-	m.keys = keys
 	return m, nil
+}
+
+// appendKeys appends the keys of m, which decodeMessage checked, to dst and
+// returns the extended slice. The keys are substrings of the payload.
+func (m *message) appendKeys(dst []string) []string {
+	r := reader{s: m.rawKeys}
+	dst = slices.Grow(dst, m.nkeys)
+	for range m.nkeys {
+		dst = append(dst, r.string())
+	}
+	return dst
 }
 
 // reader consumes a string front to back. After the first error, bad is set

@@ -63,7 +63,6 @@ func (b *Bus) receiveLoop(ps *redis.PubSub) {
 			return
 		}
 	}
-	var keys []string // reused across messages; handlers do not retain keys
 	for {
 		msg, err := ps.ReceiveTimeout(b.ctx, b.opts.MaxStaleness)
 		if err != nil {
@@ -79,7 +78,7 @@ func (b *Bus) receiveLoop(ps *redis.PubSub) {
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
-			keys = b.receive(m.Payload, keys)
+			b.receive(m.Payload)
 		case *redis.Subscription:
 			// go-redis reconnects by itself on some failures and says so
 			// only with new confirmations, one per channel; what was
@@ -136,26 +135,28 @@ func (b *Bus) resubscribe() *redis.PubSub {
 	}
 }
 
-// receive decodes and applies one payload, returning keys for reuse.
-func (b *Bus) receive(payload string, keys []string) []string {
+// maxKeptKeys bounds the capacity of the key slice a bus keeps between
+// messages (16 bytes a key, so 16 KiB). Most messages carry one key (a Set)
+// or a small batch, and decode into the kept slice with no allocation; a
+// rare larger one allocates its own, which goes with it.
+const maxKeptKeys = 1024
+
+// receive decodes and applies one payload.
+func (b *Bus) receive(payload string) {
 	now := time.Now()
-	m, err := decodeMessage(payload, keys)
+	m, err := decodeMessage(payload)
 	switch {
 	case errors.Is(err, errForeign):
 		b.n.foreign.Add(1)
-		return keys
+		return
 	case err != nil:
 		b.n.malformed.Add(1)
-		return keys
+		return
 	}
 	b.mu.Lock()
 	ev := b.applyLocked(&m, now)
 	b.mu.Unlock()
 	b.log(ev)
-	// The keys are substrings of the payload: dropping them lets the
-	// payload go, while the slice's capacity is kept for the next message.
-	clear(m.keys)
-	return m.keys
 }
 
 // applyLocked applies one decoded message received at now.
@@ -206,20 +207,36 @@ func (b *Bus) applyLocked(m *message, now time.Time) event {
 	}
 	b.n.received.Add(1)
 	if m.op == OpDelete {
-		b.n.receivedKeys.Add(uint64(len(m.keys)))
+		b.n.receivedKeys.Add(uint64(m.nkeys))
 	}
 	b.applyToHandlersLocked(m)
 	return ev
 }
 
-// applyToHandlersLocked hands a delete or clear to every handler of its
-// namespace.
+// applyToHandlersLocked hands a decoded delete or clear to every handler of
+// its namespace. The keys of a delete are decoded only here, once a handler
+// wants them: a node with no cache of the namespace never spends memory on
+// them, while its sequence numbers were tracked all the same.
 func (b *Bus) applyToHandlersLocked(m *message) {
 	switch m.op {
 	case OpDelete:
-		for _, r := range b.handlers[m.namespace] {
-			r.h.Invalidate(m.keys)
+		rs := b.handlers[m.namespace]
+		if len(rs) == 0 {
+			return
 		}
+		keys := m.appendKeys(b.keys[:0])
+		for _, r := range rs {
+			r.h.Invalidate(keys)
+		}
+		// The keys are substrings of the payload: clearing them lets the
+		// payload go. The array is kept for the next message unless a
+		// large one grew it, so that one message cannot pin up to
+		// maxKeysPerMessage keys' worth of memory for the life of the bus.
+		clear(keys)
+		if cap(keys) > maxKeptKeys {
+			keys = nil
+		}
+		b.keys = keys[:0]
 	case OpClear:
 		b.n.fullClears.Add(1)
 		b.n.clearsNamespace.Add(1)

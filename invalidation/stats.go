@@ -22,7 +22,7 @@ type Stats struct {
 	PeerHeartbeats uint64 // peers' heartbeats heard on the shared channel (only from older versions, which sent them there)
 	OwnSkipped     uint64 // own invalidations received back and skipped: their writes' round trips succeeded
 	OwnApplied     uint64 // own invalidations of failed writes (Bus.WriteFailed) received back and applied
-	Malformed      uint64 // payloads that claim our format but do not parse, ignored
+	Malformed      uint64 // payloads that claim our format but do not parse (an empty key and too many keys included), ignored
 	Foreign        uint64 // payloads of another format or version, ignored
 
 	SequenceGaps    uint64 // peers' missing messages given up on (each cleared every L1)

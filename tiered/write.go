@@ -37,7 +37,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...WriteOption
 // bad key or an oversized value writes nothing. On a standalone or Sentinel
 // Redis the writes and the message are one fenced script, atomic; on
 // Cluster they share one pipeline of per-slot scripts, not atomic across
-// slots. Options apply to every value.
+// slots. Options apply to every value. Other nodes learn of more than
+// 65,536 keys as a clear of the namespace (see [invalidation.Bus.Message]),
+// so a bulk load that large empties their L1 of it.
 func (c *Cache[V]) SetMany(ctx context.Context, values map[string]V, opts ...WriteOption) error {
 	return c.setMany(ctx, "set many", values, opts)
 }
@@ -78,7 +80,8 @@ func (c *Cache[V]) setMany(ctx context.Context, op string, values map[string]V, 
 // Delete removes keys from L2 and every node's L1, in one round trip with
 // one invalidation message, then drops them from this node's L1 (also when
 // the round trip failed). Deleting kills any lease on the keys. Missing keys
-// are not an error. Errors are as for [Cache.Set].
+// are not an error. More than 65,536 keys empty other nodes' L1 of the
+// namespace, as for [Cache.SetMany]. Errors are as for [Cache.Set].
 func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	if err := c.writable(ctx); err != nil {
 		return err
