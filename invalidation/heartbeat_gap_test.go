@@ -12,13 +12,14 @@ import (
 	"github.com/tiercache/tiercache/internal/redistest"
 )
 
-// dropPublishHook fails the next PUBLISH without sending it while armed.
+// dropPublishHook fails the next PUBLISH, or script (a heartbeat goes as a
+// script on Redis 7), without sending it while armed.
 type dropPublishHook struct{ arm, dropped atomic.Bool }
 
 func (*dropPublishHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *dropPublishHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "publish" && h.arm.CompareAndSwap(true, false) {
+		if n := cmd.Name(); (n == "publish" || n == "evalsha" || n == "eval") && h.arm.CompareAndSwap(true, false) {
 			err := errors.New("review: publish dropped")
 			cmd.SetErr(err)
 			h.dropped.Store(true)
