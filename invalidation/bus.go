@@ -355,15 +355,18 @@ func (b *Bus) Channel() string { return b.opts.Channel }
 // rather than O(nodes²). It is subscribed on the same connection as
 // channel, so Redis delivers both in the order it executed the PUBLISHes,
 // which is what lets a heartbeat prove the invalidations before it arrived.
-// The name carries channel's hash tag (or makes channel the tag) so that
-// Redis Cluster and Ring map it to channel's slot and shard: go-redis
-// subscribes on the node of whichever channel it lists first.
+// The name starts with channel, so an ACL that grants a user channel's
+// prefix ("&tiercache:invalidation*") grants it too, and it carries
+// channel's hash tag, or channel itself as its tag, so that Redis Cluster
+// and Ring map it to channel's slot and shard: go-redis subscribes on the
+// node of whichever channel it lists first, and a heartbeat is published
+// through the node its channel maps to.
 func beatChannel(channel string, id []byte) string {
-	tag := channel
+	name := channel + ":hb:" + hex.EncodeToString(id)
 	if hasHashTag(channel) {
-		return channel + ":hb:" + hex.EncodeToString(id)
+		return name
 	}
-	return "{" + tag + "}:hb:" + hex.EncodeToString(id)
+	return name + "{" + channel + "}"
 }
 
 // hasHashTag reports whether key has a Redis Cluster hash tag: a "{" with a

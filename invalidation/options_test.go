@@ -2,6 +2,7 @@ package invalidation
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,4 +88,39 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// slotKey is the part of a Redis Cluster key (or channel) that picks its
+// slot and Ring shard: its hash tag if it has one, else all of it.
+func slotKey(s string) string {
+	if open := strings.IndexByte(s, '{'); open >= 0 {
+		if n := strings.IndexByte(s[open+1:], '}'); n > 0 {
+			return s[open+1 : open+1+n]
+		}
+	}
+	return s
+}
+
+// TestBeatChannel: a heartbeat channel starts with the shared channel, so
+// an ACL on the channel's prefix covers it, and maps to the same slot.
+func TestBeatChannel(t *testing.T) {
+	tests := []struct {
+		give string
+	}{
+		{"tiercache:invalidation"},
+		{"{app}:inval"},
+		{"inval:{app}"},
+		{"x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			got := beatChannel(tt.give, []byte{0xab, 0xcd})
+			if !strings.HasPrefix(got, tt.give) {
+				t.Errorf("beatChannel(%q) = %q, want it to start with the channel", tt.give, got)
+			}
+			if slotKey(got) != slotKey(tt.give) {
+				t.Errorf("beatChannel(%q) = %q hashes on %q, the channel on %q", tt.give, got, slotKey(got), slotKey(tt.give))
+			}
+		})
+	}
 }
