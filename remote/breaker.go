@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/saturate"
 )
 
 // ErrUnavailable is returned by every [Store] method that would talk to
@@ -58,11 +60,14 @@ func (b *breaker) admit() bool {
 	}
 	now := time.Now().UnixNano()
 	if until := b.until.Load(); now >= until {
+		// Saturated: a probeFor near the largest duration ("no limit")
+		// must not wrap around to a turn that has already ended.
+		next := saturate.Add(now, int64(b.probeFor))
 		switch {
 		case st == breakerOpen && b.state.CompareAndSwap(breakerOpen, breakerProbing):
-			b.until.Store(now + int64(b.probeFor))
+			b.until.Store(next)
 			return true // this call is the probe
-		case st == breakerProbing && b.until.CompareAndSwap(until, now+int64(b.probeFor)):
+		case st == breakerProbing && b.until.CompareAndSwap(until, next):
 			return true // the last probe never reported back; this one takes over
 		}
 	}
@@ -113,15 +118,18 @@ func (b *breaker) record(o outcome) {
 			}
 		}
 	case breakerProbing:
-		w := min(2*time.Duration(b.window.Load()), b.maxOpen)
+		w := time.Duration(b.window.Load())
+		w = min(saturate.Add(w, w), b.maxOpen)
 		b.openFor(max(w, b.minOpen))
 		b.state.Store(breakerOpen)
 	}
 }
 
+// openFor opens the breaker for w from now. The window's end saturates:
+// UnixNano of a time past the year 2262 is not defined.
 func (b *breaker) openFor(w time.Duration) {
 	b.window.Store(int64(w))
-	b.until.Store(time.Now().Add(w).UnixNano())
+	b.until.Store(saturate.Add(time.Now().UnixNano(), int64(w)))
 }
 
 // isOpen reports whether calls are being refused now.
