@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,17 +183,59 @@ func TestBreakerWindowDoublesToMax(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := New(Options{Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Namespace: "brk",
-				BreakerMinOpen: time.Millisecond, BreakerMaxOpen: forever})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = st.opts.Redis.Close() })
+			st := offlineStore(t, Options{BreakerMinOpen: time.Millisecond, BreakerMaxOpen: forever})
 			st.brk.window.Store(int64(tt.give))
 			st.brk.state.Store(breakerProbing)
 			st.brk.record(outage)
 			if got := time.Duration(st.brk.window.Load()); got != tt.want {
 				t.Errorf("open window after a failed probe = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// offlineStore returns a Store with options o whose client never dials:
+// for tests that drive its breaker by hand.
+func offlineStore(t *testing.T, o Options) *Store {
+	t.Helper()
+	o.Redis = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	o.Namespace = "brk"
+	t.Cleanup(func() { _ = o.Redis.Close() })
+	st, err := New(o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return st
+}
+
+// TestBreakerOpenWindowMonotonic: the open window ends when the breaker's
+// own clock, the monotonic time since start, has moved by BreakerMinOpen.
+// Before, the window's end was a wall-clock reading (time.Now().UnixNano()),
+// so a wall clock stepped back an hour (an NTP correction, a restored VM)
+// kept the breaker open, and every call failing, an hour longer. A test
+// cannot step the system clock; it moves the breaker's start back instead,
+// which moves nothing but the monotonic time the breaker sees.
+func TestBreakerOpenWindowMonotonic(t *testing.T) {
+	tests := []struct {
+		name string
+		give time.Duration // monotonic time since the breaker opened
+		want bool          // a probe is let through
+	}{
+		{name: "a second before the window ends", give: time.Hour - time.Second, want: false},
+		{name: "when the window ends", give: time.Hour, want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := offlineStore(t, Options{BreakerThreshold: 1, BreakerMinOpen: time.Hour, BreakerMaxOpen: time.Hour})
+			// time.Since follows the wall clock from a start without a
+			// monotonic reading; String shows one as "m=+...".
+			if s := st.brk.start.String(); !strings.Contains(s, " m=") {
+				t.Fatalf("breaker start %s has no monotonic clock reading", s)
+			}
+			st.brk.record(outage)
+			st.brk.start = st.brk.start.Add(-tt.give)
+			if got := st.brk.admit(); got != tt.want {
+				t.Errorf("admit() %v after the breaker opened for %v = %v, want %v", tt.give, time.Hour, got, tt.want)
 			}
 		})
 	}

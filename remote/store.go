@@ -79,6 +79,7 @@ func New(o Options) (*Store, error) {
 		maxOpen:   o.BreakerMaxOpen,
 		probeFor:  saturate.Add(o.Timeout, o.BreakerMinOpen),
 		disabled:  o.DisableBreaker,
+		start:     time.Now(),
 		onChange:  o.OnBreakerChange,
 	}
 	switch c := o.Redis.(type) {
