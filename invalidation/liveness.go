@@ -3,12 +3,14 @@ package invalidation
 import (
 	"cmp"
 	"context"
+	"math"
 	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	pubsub "github.com/tiercache/tiercache/internal/publish"
+	"github.com/tiercache/tiercache/internal/saturate"
 )
 
 // Liveness. Redis delivers to a subscriber in the order the PUBLISHes
@@ -126,7 +128,7 @@ func (b *Bus) heardLocked(seq uint64, now int64) event {
 	}
 	bt := b.live.beats[i]
 	b.live.heard = max(b.live.heard, bt.sent)
-	deadline := bt.sent + int64(b.opts.MaxStaleness-b.opts.margin())
+	deadline := saturate.Add(bt.sent, int64(b.opts.MaxStaleness-b.opts.margin()))
 	if deadline <= now {
 		return event{} // too late to prove anything
 	}
@@ -239,17 +241,21 @@ func (b *Bus) checkLocked(now int64) (evs []event, next int64) {
 		b.clearAllLocked(&b.n.clearsGap)
 		evs = append(evs, event{kind: eventGap, args: []any{"messages", n}})
 	}
-	idle := 10 * int64(b.opts.MaxStaleness)
+	// Times here saturate: a MaxStaleness or GapGrace near the largest
+	// duration means "a long time", not a time that has already passed
+	// (which would forget every peer, give every gap up, and wake the
+	// watchdog again at once).
+	idle := 10 * min(int64(b.opts.MaxStaleness), math.MaxInt64/10)
 	if now >= b.live.sweep {
 		b.peers.sweep(now - idle)
-		b.live.sweep = now + idle
+		b.live.sweep = saturate.Add(now, idle)
 	}
 	next = b.live.sweep
 	if b.usable.Load() {
 		next = min(next, b.live.deadline)
 	}
 	if at, ok := b.peers.oldestGap(); ok {
-		next = min(next, at+grace)
+		next = min(next, saturate.Add(at, grace))
 	}
 	return evs, next
 }

@@ -1,6 +1,7 @@
 package invalidation
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -94,5 +95,39 @@ func TestGapExpiryPlansWatchdog(t *testing.T) {
 	b.checkLocked(at + grace)
 	if _, _, all := r.counts(); all != 1 || b.n.clearsGap.Load() != 1 || b.n.sequenceGaps.Load() != 1 {
 		t.Errorf("after grace: clears %d, gap clears %d, gaps %d; want 1, 1, 1", all, b.n.clearsGap.Load(), b.n.sequenceGaps.Load())
+	}
+}
+
+// TestHugeDurationsDoNotWrap: MaxStaleness or GapGrace near the largest
+// duration must mean "a long time", not wrap around. The watchdog forgets
+// peers idle for 10*MaxStaleness and gives a gap up at its start plus
+// GapGrace; both sums overflowed into the past, so the bus forgot every
+// peer (and with it their sequence numbers), gave every gap up at once,
+// clearing every L1, and its watchdog woke again at once, for ever.
+func TestHugeDurationsDoNotWrap(t *testing.T) {
+	const forever = time.Duration(math.MaxInt64)
+	tests := []struct {
+		name string
+		give Options
+	}{
+		{name: "MaxStaleness largest", give: Options{MaxStaleness: forever, HeartbeatInterval: time.Second, GapGrace: time.Second}},
+		{name: "GapGrace near largest", give: Options{MaxStaleness: forever, HeartbeatInterval: 1, GapGrace: forever - 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, r := testBus(t, tt.give)
+			m := message{op: OpDelete, origin: "peerpeerpeerpeer", namespace: "ns", keys: []string{"k"}}
+			now := time.Now()
+			for _, seq := range []uint64{1, 3} { // 2 is late: a gap opens
+				m.seq = seq
+				b.applyLocked(&m, now)
+			}
+			at := int64(now.Sub(b.start)) + int64(time.Millisecond)
+			_, next := b.checkLocked(at)
+			if _, _, all := r.counts(); next <= at || all != 0 || len(b.peers.m) != 1 {
+				t.Errorf("1ms after a gap opened: next check in %v, clears %d, peers %d; want a later check, 0, 1",
+					time.Duration(next-at), all, len(b.peers.m))
+			}
+		})
 	}
 }

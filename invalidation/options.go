@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/saturate"
 )
 
 // Options configures a [Bus]. Redis is required; every other zero field
@@ -121,9 +123,11 @@ func (o Options) validate() error {
 		errs = append(errs, fmt.Errorf("invalidation: Options.HeartbeatInterval (%v) must be less than Options.MaxStaleness/2 (%v)",
 			o.HeartbeatInterval, o.MaxStaleness/2))
 	}
-	if o.MaxStaleness > 0 && o.HeartbeatInterval > 0 && o.GapGrace > 0 && o.HeartbeatInterval+o.GapGrace >= o.MaxStaleness {
+	// The sum saturates: wrapped around to a negative, it would pass.
+	sum := saturate.Add(o.HeartbeatInterval, o.GapGrace)
+	if o.MaxStaleness > 0 && o.HeartbeatInterval > 0 && o.GapGrace > 0 && sum >= o.MaxStaleness {
 		errs = append(errs, fmt.Errorf("invalidation: Options.HeartbeatInterval + Options.GapGrace (%v) must be less than Options.MaxStaleness (%v)",
-			o.HeartbeatInterval+o.GapGrace, o.MaxStaleness))
+			sum, o.MaxStaleness))
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package invalidation
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,12 @@ func TestOptionsValidate(t *testing.T) {
 			name: "grace too long",
 			give: Options{Redis: rdb, GapGrace: 1500 * time.Millisecond},
 			want: "invalidation: Options.HeartbeatInterval + Options.GapGrace (2s) must be less than Options.MaxStaleness (2s)",
+		},
+		{
+			// The sum must not wrap around to a negative, and pass.
+			name: "grace the largest duration",
+			give: Options{Redis: rdb, GapGrace: math.MaxInt64},
+			want: "invalidation: Options.HeartbeatInterval + Options.GapGrace (2562047h47m16.854775807s) must be less than Options.MaxStaleness (2s)",
 		},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+
+	"github.com/tiercache/tiercache/internal/saturate"
 )
 
 const (
@@ -135,7 +137,7 @@ func (t *peerTable) expire(now, grace int64) int {
 	n := 0
 	for _, p := range t.m {
 		i := 0
-		for i < len(p.missing) && p.missing[i].at+grace <= now {
+		for i < len(p.missing) && saturate.Add(p.missing[i].at, grace) <= now {
 			i++
 		}
 		if i == 0 {

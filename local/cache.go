@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/tiercache/tiercache/internal/saturate"
 )
 
 // Cache is a typed, in-process cache of decoded values whose invalidations
@@ -307,14 +309,14 @@ func (c *Cache[V]) fill(key string, v V, negative bool, cost int64, ttl, refresh
 		value:    v,
 		negative: negative,
 		filled:   uint32(min(now/int64(tick), math.MaxUint32)),
-		expires:  addClamped(now, ttl),
+		expires:  saturate.Add(now, int64(ttl)),
 		slot:     st.slot,
 		global:   st.global,
 	}
 	e.tag = tag
 	e.refreshAt.Store(math.MaxInt64)
 	if refreshAfter >= 0 {
-		e.refreshAt.Store(addClamped(now, refreshAfter))
+		e.refreshAt.Store(saturate.Add(now, int64(refreshAfter)))
 	}
 	g := c.ops.shard()
 	g.enter.Add(1)
@@ -334,14 +336,6 @@ func (c *Cache[V]) fill(key string, v V, negative bool, cost int64, ttl, refresh
 		c.counters.droppedSets.Add(1)
 	}
 	return ok
-}
-
-// addClamped returns t + d, or math.MaxInt64 if that overflows.
-func addClamped(t int64, d time.Duration) int64 {
-	if int64(d) > math.MaxInt64-t {
-		return math.MaxInt64
-	}
-	return t + int64(d)
 }
 
 // Invalidate makes every key's current entry, and every fill stamped before

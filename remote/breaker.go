@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/saturate"
 )
 
 // ErrUnavailable is returned by every [Store] method that would talk to
@@ -31,7 +33,8 @@ const (
 // the next call is let through as the probe; its success closes the
 // breaker, its failure opens it again. Any success closes it: a slow call
 // that started before the breaker opened and then worked proves Redis is
-// there. It is lock-free; admit costs one atomic load while closed.
+// there. It is lock-free; admit costs one atomic load while closed, and
+// one monotonic clock read more while open.
 type breaker struct {
 	threshold        int32
 	minOpen, maxOpen time.Duration
@@ -39,10 +42,13 @@ type breaker struct {
 	// instead: a probe that panicked or hangs never reports back.
 	probeFor time.Duration
 	disabled bool
+	// start is the origin of the breaker's clock (see now). Tests move it
+	// back to make time pass.
+	start time.Time
 
 	state  atomic.Int32
 	fails  atomic.Int32 // consecutive outage errors while closed
-	until  atomic.Int64 // unix nanos at which the open window ends
+	until  atomic.Int64 // now() at which the open window, or the probe's turn, ends
 	window atomic.Int64 // length of the current open window
 
 	opened   atomic.Uint64 // times the breaker opened from closed
@@ -56,13 +62,16 @@ func (b *breaker) admit() bool {
 	if b.disabled || st == breakerClosed {
 		return true
 	}
-	now := time.Now().UnixNano()
+	now := b.now()
 	if until := b.until.Load(); now >= until {
+		// Saturated: a probeFor near the largest duration ("no limit")
+		// must not wrap around to a turn that has already ended.
+		next := saturate.Add(now, int64(b.probeFor))
 		switch {
 		case st == breakerOpen && b.state.CompareAndSwap(breakerOpen, breakerProbing):
-			b.until.Store(now + int64(b.probeFor))
+			b.until.Store(next)
 			return true // this call is the probe
-		case st == breakerProbing && b.until.CompareAndSwap(until, now+int64(b.probeFor)):
+		case st == breakerProbing && b.until.CompareAndSwap(until, next):
 			return true // the last probe never reported back; this one takes over
 		}
 	}
@@ -113,16 +122,25 @@ func (b *breaker) record(o outcome) {
 			}
 		}
 	case breakerProbing:
-		w := min(2*time.Duration(b.window.Load()), b.maxOpen)
+		w := time.Duration(b.window.Load())
+		w = min(saturate.Add(w, w), b.maxOpen)
 		b.openFor(max(w, b.minOpen))
 		b.state.Store(breakerOpen)
 	}
 }
 
+// openFor opens the breaker for w from now. The window's end saturates: a
+// w near the largest duration must not wrap it into the past.
 func (b *breaker) openFor(w time.Duration) {
 	b.window.Store(int64(w))
-	b.until.Store(time.Now().Add(w).UnixNano())
+	b.until.Store(saturate.Add(b.now(), int64(w)))
 }
+
+// now returns the breaker's clock, in nanoseconds since start. It reads
+// the monotonic clock (time.Since of a time.Now), as every other timer of
+// ours does, so that a step of the wall clock (an NTP correction, a
+// restored VM) neither lengthens nor shortens an open window.
+func (b *breaker) now() int64 { return int64(time.Since(b.start)) }
 
 // isOpen reports whether calls are being refused now.
 func (b *breaker) isOpen() bool { return !b.disabled && b.state.Load() != breakerClosed }

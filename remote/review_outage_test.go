@@ -138,7 +138,7 @@ func TestReviewCanceledProbeClosesBreaker(t *testing.T) {
 
 	// Poll until the 1ms open window has passed, so the next call is admitted.
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().UnixNano() < st.brk.until.Load() {
+	for st.brk.now() < st.brk.until.Load() {
 		if time.Now().After(deadline) {
 			t.Fatal("open window did not end")
 		}

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/saturate"
 )
 
 // Store is the L2 tier: typed access to envelopes in Redis under one
@@ -75,8 +77,9 @@ func New(o Options) (*Store, error) {
 		threshold: int32(o.BreakerThreshold),
 		minOpen:   o.BreakerMinOpen,
 		maxOpen:   o.BreakerMaxOpen,
-		probeFor:  o.Timeout + o.BreakerMinOpen,
+		probeFor:  saturate.Add(o.Timeout, o.BreakerMinOpen),
 		disabled:  o.DisableBreaker,
+		start:     time.Now(),
 		onChange:  o.OnBreakerChange,
 	}
 	switch c := o.Redis.(type) {

@@ -3,7 +3,9 @@ package tiered
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,4 +145,59 @@ func TestBatchReleaseSerial(t *testing.T) {
 	if el > 2*time.Second {
 		t.Errorf("waiters held %v by %d sequential lease releases against a stalled Redis", el, len(keys))
 	}
+}
+
+// TestHugeDurationOptions: every duration option at the largest duration
+// ("no limit") leaves a cache that works: Redis refuses a PX past its
+// clock ("invalid expire time"), so TTLs are cut to remote.MaxTTL, and
+// sums of options saturate rather than wrap into the past.
+func TestHugeDurationOptions(t *testing.T) {
+	const forever = time.Duration(math.MaxInt64)
+	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+		mod := func(o *Options) {
+			o.TTL, o.LocalTTL, o.NegativeTTL = forever, forever, forever
+			o.LoadTimeout, o.LeaseTTL, o.LeaseWait = forever, forever, forever
+			o.MaxStaleness, o.RedisTimeout = forever, forever
+			o.BreakerMinOpen, o.BreakerMaxOpen = forever, forever
+			o.StaleIfError, o.RefreshAhead, o.StaleWhileRevalidate = forever, forever-1, forever
+		}
+		cs := nodes(t, s, 2, mod)
+		ctx := context.Background()
+		var calls atomic.Int32
+		loader := func(_ context.Context, key string) (string, error) {
+			calls.Add(1)
+			if key == "missing" {
+				return "", ErrNotFound
+			}
+			return "loaded", nil
+		}
+		if err := cs[0].Set(ctx, "a", "v"); err != nil {
+			t.Fatalf("Set = %v", err)
+		}
+		if v, err := cs[1].Get(ctx, "a"); err != nil || v != "v" {
+			t.Errorf("Get(a) on another node = %q, %v; want v", v, err)
+		}
+		for _, c := range cs { // the first loads under a lease and fills L2; the second reads it
+			if v, err := c.GetOrLoad(ctx, "b", loader); err != nil || v != "loaded" {
+				t.Errorf("GetOrLoad(b) = %q, %v; want loaded", v, err)
+			}
+			if _, err := c.GetOrLoad(ctx, "missing", loader); !errors.Is(err, ErrNotFound) {
+				t.Errorf("GetOrLoad(missing) = %v, want ErrNotFound", err)
+			}
+		}
+		if n := calls.Load(); n != 2 {
+			t.Errorf("loader called %d times, want 2 (b and missing, once each)", n)
+		}
+		if d := pttl(t, s, "a"); d <= 0 {
+			t.Errorf("PTTL(a) = %v, want a positive TTL", d)
+		}
+		if err := cs[0].Delete(ctx, "a"); err != nil {
+			t.Errorf("Delete = %v", err)
+		}
+		for i, c := range cs {
+			if st := c.Stats(); st.L2Errors != 0 {
+				t.Errorf("node %d: L2Errors = %d, want 0", i, st.L2Errors)
+			}
+		}
+	})
 }

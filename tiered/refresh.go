@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tiercache/tiercache/internal/saturate"
 	"github.com/tiercache/tiercache/local"
 	"github.com/tiercache/tiercache/remote"
 )
@@ -141,7 +142,11 @@ func (c *Cache[V]) inBackground(key string, fn func()) {
 func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load BatchLoader[V]) {
 	st := c.l1.Stamp(key)
 	tctx, end := c.trace(ctx, OpL2, "refresh", 1)
-	r, err := c.l2.BeginRefresh(tctx, key, expiry, c.opts.LoadTimeout+c.opts.RedisTimeout)
+	// The lock outlives the load and the round trip that frees it. The sum
+	// saturates: either near the largest duration ("no limit") must not
+	// wrap it to a negative TTL, which would fail every refresh.
+	lockTTL := saturate.Add(c.opts.LoadTimeout, c.opts.RedisTimeout)
+	r, err := c.l2.BeginRefresh(tctx, key, expiry, lockTTL)
 	end(err)
 	if err != nil {
 		c.l2Failed(ctx, "refresh", 0, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -417,4 +418,55 @@ func TestGetLeavesRefreshToGetOrLoad(t *testing.T) {
 		readFast(t, c, "k", loader)
 		eventually(t, 3*time.Second, func() bool { return readFast(t, c, "k", loader) == "v2" }, "GetOrLoad refreshed the entry")
 	})
+}
+
+// TestRefreshAheadHugeTimeouts: a refresh holds its lock in L2 for
+// LoadTimeout+RedisTimeout. With either at the largest duration ("no
+// limit"), or both at 200 years, that sum overflowed to a negative TTL,
+// remote refused it, and refresh-ahead silently never ran: values
+// expired and were loaded again by a waiting reader.
+func TestRefreshAheadHugeTimeouts(t *testing.T) {
+	const forever, years200 = time.Duration(math.MaxInt64), 200 * 365 * 24 * time.Hour
+	tests := []struct {
+		name string
+		give func(*Options)
+	}{
+		{name: "LoadTimeout largest", give: func(o *Options) { o.LoadTimeout = forever }},
+		{name: "RedisTimeout largest", give: func(o *Options) { o.RedisTimeout = forever }},
+		{name: "both 200 years", give: func(o *Options) { o.LoadTimeout, o.RedisTimeout = years200, years200 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+				c := newNode[string](t, s, func(o *Options) { refreshOpts(o); tt.give(o) })
+				var calls atomic.Int32
+				loader := func(ctx context.Context, key string) (string, error) {
+					if calls.Add(1) == 1 {
+						return "v1", nil
+					}
+					ChooseTTL(ctx, key, time.Minute)
+					return "v2", nil
+				}
+				if v := readFast(t, c, "k", loader); v != "v1" {
+					t.Fatalf("first read = %q, want v1", v)
+				}
+				warmGetOrLoad(t, c, "k", loader)
+				age(s, 500*time.Millisecond)
+				eventually(t, 3*time.Second, func() bool {
+					readFast(t, c, "k", loader)
+					return c.Stats().Refreshes > 0
+				}, "a refresh started")
+				// It runs in the background, and ends in the loader or in an
+				// L2 error; either comes long before the value expires.
+				eventually(t, 3*time.Second, func() bool { return calls.Load() == 2 || c.Stats().L2Errors > 0 }, "the refresh ran")
+				if st := c.Stats(); calls.Load() != 2 || st.L2Errors != 0 {
+					t.Fatalf("refresh ended with loader calls %d, L2Errors %d; want 2, 0", calls.Load(), st.L2Errors)
+				}
+				eventually(t, 3*time.Second, func() bool { return readFast(t, c, "k", loader) == "v2" }, "the refreshed value served")
+				if st := c.Stats(); st.Refreshes != 1 || st.RefreshFailures != 0 {
+					t.Errorf("Refreshes, RefreshFailures = %d, %d; want 1, 0", st.Refreshes, st.RefreshFailures)
+				}
+			})
+		})
+	}
 }
