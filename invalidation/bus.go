@@ -16,6 +16,7 @@ import (
 
 	"github.com/tiercache/tiercache/internal/histogram"
 	pubsub "github.com/tiercache/tiercache/internal/publish"
+	"github.com/tiercache/tiercache/internal/rediserr"
 )
 
 // ErrClosed is returned by [Bus.Register] after [Bus.Close].
@@ -84,7 +85,8 @@ type Bus struct {
 	resend   [][]byte // messages of failed writes to publish again; see WriteFailed
 	keys     []string // reused by applyToHandlersLocked for the keys of each delete; at most maxKeptKeys of capacity between messages
 
-	beatWriter pubsub.Writer // publishes heartbeats only through a writable master
+	beatWriter pubsub.Writer         // publishes heartbeats only through a writable master
+	lastErr    atomic.Pointer[error] // the last subscribe or heartbeat error since the bus was last usable
 
 	n    counters
 	lag  histogram.Histogram
@@ -124,6 +126,7 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 	cancel()
 	if err != nil {
 		b.n.subscribeErrors.Add(1)
+		b.noteError(err)
 		b.log(event{kind: eventLost, args: []any{"err", fmt.Errorf("invalidation subscribe %q: %w", o.Channel, err)}})
 	}
 	b.ps = ps // nil if not subscribed: the receive loop subscribes first
@@ -150,7 +153,9 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 // WaitUsable returns nil once the bus is usable ([Bus.Usable]), at once if
 // it is now, or ctx's error if ctx ends first, or [ErrClosed] if the bus
 // is closed. A service that must not start without Redis calls it with a
-// deadline after New.
+// deadline after New. When ctx ends, the error also wraps the last error
+// Redis gave the subscription or a heartbeat ([Bus.LastError]), so that a
+// missing permission or a wrong password says so.
 func (b *Bus) WaitUsable(ctx context.Context) error {
 	for {
 		b.mu.Lock()
@@ -168,8 +173,30 @@ func (b *Bus) WaitUsable(ctx context.Context) error {
 		case <-b.ctx.Done():
 			return ErrClosed
 		case <-ctx.Done():
+			if last := b.LastError(); last != nil {
+				return fmt.Errorf("%w (last Redis error: %w)", ctx.Err(), last)
+			}
 			return ctx.Err()
 		}
+	}
+}
+
+// LastError returns the last error Redis gave the bus's subscription or a
+// heartbeat since the bus was last usable, or nil.
+func (b *Bus) LastError() error {
+	if p := b.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// noteError records err, from the subscription or a heartbeat, for
+// LastError, and logs it at Error level, with what to change, when no
+// retry can fix it (a missing permission, a wrong password).
+func (b *Bus) noteError(err error) {
+	b.lastErr.Store(&err)
+	if hint, ok := rediserr.Config(err); ok {
+		b.log(event{kind: eventConfig, args: []any{"err", err, "fix", hint}})
 	}
 }
 

@@ -90,6 +90,7 @@ func (b *Bus) beat() {
 	if err := b.beatWriter.Publish(ctx, b.opts.Redis, b.beatCh, appendMessage(nil, &m)); err != nil {
 		if b.ctx.Err() == nil {
 			b.n.heartbeatErrors.Add(1)
+			b.noteError(err)
 			if redis.HasErrorPrefix(err, "READONLY") || redis.HasErrorPrefix(err, "NOREPLICAS") {
 				b.log(event{kind: eventNotMaster, args: []any{"err", err}})
 			}
@@ -137,6 +138,7 @@ func (b *Bus) heardLocked(seq uint64, now int64) event {
 		return event{}
 	}
 	b.usable.Store(true)
+	b.lastErr.Store(nil)
 	d := now - b.live.since
 	b.live.bypass += d
 	select {

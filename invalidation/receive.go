@@ -118,6 +118,7 @@ func (b *Bus) resubscribe() *redis.PubSub {
 			return nil
 		}
 		b.n.subscribeErrors.Add(1)
+		b.noteError(err)
 		// On Cluster, the channel's master may have failed over; without
 		// a reload the client keeps dialing the dead one.
 		pubsub.Refresh(b.ctx, b.opts.Redis)

@@ -122,6 +122,7 @@ const (
 	eventReconnect
 	eventGap
 	eventNotMaster
+	eventConfig
 	numEvents
 )
 
@@ -134,6 +135,7 @@ var eventText = [numEvents]struct {
 	eventLost:          {slog.LevelWarn, "invalidation: subscription lost; L1 bypassed"},
 	eventReconnect:     {slog.LevelWarn, "invalidation: subscribed again; L1 cleared"},
 	eventGap:           {slog.LevelWarn, "invalidation: messages from a peer lost; L1 cleared"},
+	eventConfig:        {slog.LevelError, "invalidation: Redis refused the bus for a reason no retry fixes; L1 stays off until it is fixed"},
 	eventNotMaster:     {slog.LevelError, "invalidation: heartbeat refused: the server this node reaches is a replica, or a master cut off from its replicas, not the master writers use; L1 stays off until it is"},
 }
 

@@ -1,7 +1,10 @@
 package remote
 
 import (
+	"errors"
 	"fmt"
+
+	"github.com/tiercache/tiercache/internal/rediserr"
 )
 
 // OpError is the error of a [Store] call that reached for Redis and failed,
@@ -24,6 +27,52 @@ func (e *OpError) Error() string {
 
 // Unwrap returns the cause.
 func (e *OpError) Unwrap() error { return e.Err }
+
+// As makes errors.As find a *[ConfigError] in e when Redis refused the call
+// for a reason that only a change of configuration fixes.
+func (e *OpError) As(target any) bool {
+	t, ok := target.(**ConfigError)
+	if !ok {
+		return false
+	}
+	ce := AsConfigError(e.Err)
+	if ce == nil {
+		return false
+	}
+	*t = ce
+	return true
+}
+
+// ConfigError reports a Redis reply that no retry fixes: the account lacks
+// a permission (NOPERM, or a script's ACL refusal), the credentials are
+// wrong (WRONGPASS, NOAUTH), or the server does not know a command this
+// library sends (too old a Redis, a renamed command). It is not an outage:
+// the breaker does not count it. Find it with errors.As in an error of any
+// [Store] method, or make one from a raw go-redis error with
+// [AsConfigError].
+type ConfigError struct {
+	Hint string // what to grant or change
+	Err  error  // the server's reply
+}
+
+func (e *ConfigError) Error() string { return e.Err.Error() + " (" + e.Hint + ")" }
+
+// Unwrap returns the server's reply.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// AsConfigError returns err as a *ConfigError if it is, or carries, such a
+// reply, and nil otherwise.
+func AsConfigError(err error) *ConfigError {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	hint, ok := rediserr.Config(err)
+	if !ok {
+		return nil
+	}
+	return &ConfigError{Hint: hint, Err: err}
+}
 
 // opError makes the *OpError of op on key.
 func opError(op, key string, err error) error {

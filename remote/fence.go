@@ -54,7 +54,9 @@ import (
 // fencedWriteScript is writeScript behind the fence: KEYS[1] is the fence
 // key and ARGV[1] the write's token. It returns -1 when the fence key is
 // missing and 0 when it holds another token, writing nothing in either
-// case, and 1 after the writes and the publish. KEYS[2..n+1] are the n
+// case, and 1 after the writes and the publish. Like writeScript, it
+// refuses with NOPERM, writing nothing, a user who may not publish the
+// message (Redis 7 can tell). KEYS[2..n+1] are the n
 // keys, and ARGV[2] the channel, ARGV[3] the message (empty: none), then
 // each key's data (empty: delete) and TTL in milliseconds (0: none); any
 // KEYS after the n are refresh locks to delete (see refresh.go).
@@ -62,6 +64,9 @@ var fencedWriteScript = redis.NewScript(`
 local f = redis.call('GET', KEYS[1])
 if not f then return -1 end
 if f ~= ARGV[1] then return 0 end
+if ARGV[3] ~= '' and redis.acl_check_cmd and not redis.acl_check_cmd('PUBLISH', ARGV[2], ARGV[3]) then
+  return redis.error_reply('NOPERM tiercache: this user may not publish to the invalidation channel; nothing was written')
+end
 local n = (#ARGV - 3) / 2
 for i = n + 2, #KEYS do redis.call('DEL', KEYS[i]) end
 for i = 2, n + 1 do

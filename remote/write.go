@@ -25,10 +25,17 @@ type SetOp struct {
 // the n keys; ARGV[1] is the channel and ARGV[2] the message (empty:
 // publish nothing); then, for each key, its data (empty: delete the key)
 // and its TTL in milliseconds (0: none). Any KEYS after the n are refresh
-// locks to delete (see refresh.go), in the same slot. Redis Cluster relays a PUBLISH made on any
+// locks to delete (see refresh.go), in the same slot. A user who may not
+// publish the message is refused with NOPERM before anything is written
+// (redis.acl_check_cmd, Redis 7): Redis does not undo a script's writes
+// when a later command of it fails, and a write that cannot be announced
+// must not happen. Redis Cluster relays a PUBLISH made on any
 // node to the subscribers on every node, so a write that executes is
 // announced whenever it executes, even if the client never learns of it.
 var writeScript = redis.NewScript(`
+if ARGV[2] ~= '' and redis.acl_check_cmd and not redis.acl_check_cmd('PUBLISH', ARGV[1], ARGV[2]) then
+  return redis.error_reply('NOPERM tiercache: this user may not publish to the invalidation channel; nothing was written')
+end
 local n = (#ARGV - 2) / 2
 for i = n + 1, #KEYS do redis.call('DEL', KEYS[i]) end
 for i = 1, n do

@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -169,7 +170,10 @@ func (c *Cache[V]) Close() error {
 // error if ctx ends first. [New] returns without waiting (a replica can
 // start while Redis is down, reading through the loader); a service that
 // must not start without Redis calls WaitReady with a deadline after New.
-// It returns [ErrClosed] after Close.
+// It returns [ErrClosed] after Close. When ctx ends first because Redis
+// refuses the bus for a reason no retry fixes (the account may not
+// subscribe, a wrong password), the error says so and carries a
+// *[ConfigError] (errors.As) that tells what to grant or change.
 func (c *Cache[V]) WaitReady(ctx context.Context) error {
 	if c.isClosed.Load() {
 		return ErrClosed
@@ -182,6 +186,9 @@ func (c *Cache[V]) WaitReady(ctx context.Context) error {
 	err := c.bus.WaitUsable(ctx)
 	if errors.Is(err, invalidation.ErrClosed) || err != nil && c.isClosed.Load() {
 		return ErrClosed
+	}
+	if ce := remote.AsConfigError(c.bus.LastError()); err != nil && ce != nil {
+		return opError("wait ready", nil, fmt.Errorf("%w; Redis refused the invalidation bus: %w", ctx.Err(), ce))
 	}
 	return err
 }

@@ -50,6 +50,15 @@ type KeyError = remote.KeyError
 // not cached.
 type ValueSizeError = remote.ValueSizeError
 
+// ConfigError reports a Redis reply that no retry fixes: the account lacks
+// a permission (NOPERM), the credentials are wrong (WRONGPASS, NOAUTH), or
+// the server does not know a command the cache sends (too old a Redis).
+// Every method that reaches Redis, and [Cache.WaitReady], return it
+// wrapped; find it with errors.As. Its Hint says what to grant or change.
+// It is not an outage: the circuit breaker does not count it, and the
+// cache logs it at Error level.
+type ConfigError = remote.ConfigError
+
 // DecodeError reports an L2 entry that could not be decoded (garbage bytes,
 // another codec, an unknown format). Reads treat it as a miss and count it in
 // [Stats]; it is never returned from Get.
@@ -88,11 +97,15 @@ func opError(op string, keys []string, err error) error {
 	if !errors.As(err, &oe) {
 		return fmt.Errorf("tiered %s: %w", op, err)
 	}
+	cause := oe.Err
+	if ce := remote.AsConfigError(cause); ce != nil {
+		cause = ce // its text says what to grant or change
+	}
 	switch len(keys) {
 	case 0:
-		return fmt.Errorf("tiered %s: %w", op, oe.Err)
+		return fmt.Errorf("tiered %s: %w", op, cause)
 	case 1:
-		return fmt.Errorf("tiered %s %q: %w", op, logKey(keys[0]), oe.Err)
+		return fmt.Errorf("tiered %s %q: %w", op, logKey(keys[0]), cause)
 	}
-	return fmt.Errorf("tiered %s (%d keys, first %q): %w", op, len(keys), logKey(keys[0]), oe.Err)
+	return fmt.Errorf("tiered %s (%d keys, first %q): %w", op, len(keys), logKey(keys[0]), cause)
 }

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/tiercache/tiercache/remote"
 )
 
 // logEvery is the least time between two "Redis failing" log records: logs
@@ -23,6 +25,14 @@ type failureLog struct {
 // handler can add its trace id.
 func (f *failureLog) failure(ctx context.Context, l *slog.Logger, namespace, op string, err error) {
 	if n, ok := f.due(); ok {
+		if ce := remote.AsConfigError(err); ce != nil {
+			// Not an outage: nothing heals it but a change of
+			// configuration, and the operator must read what to change.
+			l.LogAttrs(ctx, slog.LevelError, "tiercache: Redis refused a call for a reason no retry fixes",
+				slog.String("namespace", namespace), slog.String("op", op),
+				slog.Uint64("errors", n), slog.String("fix", ce.Hint), slog.String("last_error", err.Error()))
+			return
+		}
 		l.LogAttrs(ctx, slog.LevelWarn, "tiercache: redis calls failing; reads fall back to the loader",
 			slog.String("namespace", namespace), slog.String("op", op),
 			slog.Uint64("errors", n), slog.String("last_error", err.Error()))
