@@ -82,19 +82,22 @@ func opError(op, key string, err error) error {
 // The messages of KeyError, ValueSizeError and DecodeError name no
 // package: package tiered returns them too, wrapped in its own operation.
 
-// KeyError reports a key that cannot be stored: empty, or longer than
-// [Options.MaxKeySize]. [Store.CheckKey] and every method that takes keys
-// return it.
+// KeyError reports a key that cannot be stored: empty, longer than
+// [Options.MaxKeySize], or reserved (it starts with a NUL byte).
+// [Store.CheckKey] and every method that takes keys return it.
 type KeyError struct {
 	Key    string // the key as given, cut to 64 bytes for readability
 	Len    int    // length of the key in bytes
 	Limit  int    // Options.MaxKeySize
-	Reason string // "empty" or "too long"
+	Reason string // "empty", "too long" or "reserved (it starts with a NUL byte)"
 }
 
 func (e *KeyError) Error() string {
-	if e.Len == 0 {
+	switch {
+	case e.Len == 0:
 		return "key is empty"
+	case e.Len <= e.Limit:
+		return fmt.Sprintf("key %q is %s", e.Key, e.Reason)
 	}
 	return fmt.Sprintf("key %q is %s: %d bytes, limit %d", e.Key, e.Reason, e.Len, e.Limit)
 }

@@ -105,25 +105,31 @@ type Refresh struct {
 	from  []byte
 }
 
-// refreshLockKey returns the lock key of the full key k, in k's hash slot
-// so that one script can touch both on Cluster, and false when no such
-// name exists (k has braces that make no hash tag; such keys are not
-// refreshed ahead). A lock name starts with a brace, which no key of the
-// cache does (a namespace has none), so it is never a user's key.
+// refreshLockKey returns the lock key of the full key k ("ns:key"), in k's
+// hash slot so that one script can touch both on Cluster, and false when
+// no such name exists (k has braces that make no hash tag; such keys are
+// not refreshed ahead). The lock lives inside the namespace, so an ACL
+// that grants a user the namespace's keys (~ns:*) grants it too, under the
+// reserved "ns:\x00" that no key of a user can start with ([Store.CheckKey]).
 func refreshLockKey(k string) (string, bool) {
+	i := strings.IndexByte(k, ':') // a namespace has no ':'
+	if i < 0 {
+		return "", false
+	}
+	prefix, rest := k[:i+1], k[i+1:]
 	var lock string
-	if i := strings.IndexByte(k, '{'); i >= 0 {
-		if j := strings.IndexByte(k[i+1:], '}'); j > 0 {
-			// k's tag decides the slot of both: a '}' before the first
-			// '{' does not count.
-			lock = "}" + k + "\x00refresh"
+	if open := strings.IndexByte(k, '{'); open >= 0 {
+		if j := strings.IndexByte(k[open+1:], '}'); j > 0 {
+			// k's tag, in rest (the namespace has no braces), is the
+			// first tag of the lock too.
+			lock = prefix + "\x00refresh:" + rest
 		}
 	}
 	if lock == "" {
 		if strings.ContainsAny(k, "{}") {
 			return "", false
 		}
-		lock = "{" + k + "}\x00refresh" // the whole of k is the tag
+		lock = prefix + "\x00refresh{" + k + "}" // the whole of k is the tag
 	}
 	return lock, hashSlot(lock) == hashSlot(k)
 }

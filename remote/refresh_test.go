@@ -164,8 +164,8 @@ func TestRefreshLockSlot(t *testing.T) {
 		if ok && remote.HashSlot(lock) != remote.HashSlot(k) {
 			t.Errorf("lock %q of %q is in slot %d, key in %d", lock, k, remote.HashSlot(lock), remote.HashSlot(k))
 		}
-		if ok && !strings.HasPrefix(lock, "{") && !strings.HasPrefix(lock, "}") {
-			t.Errorf("lock %q of %q could be a user's key: it must start with a brace", lock, k)
+		if ok && !strings.HasPrefix(lock, "ns:\x00") {
+			t.Errorf("lock %q of %q must be in the namespace's reserved part, \"ns:\\x00\"", lock, k)
 		}
 		if !ok && (k == "ns:plain" || k == "ns:{user1}:cart") {
 			t.Errorf("%q has no refresh lock", k)

@@ -97,11 +97,16 @@ func New(o Options) (*Store, error) {
 func (s *Store) Key(key string) string { return s.prefix + key }
 
 // CheckKey returns nil if key can be stored, or a *[KeyError] when it is
-// empty or longer than [Options.MaxKeySize].
+// empty, longer than [Options.MaxKeySize], or starts with a NUL byte (keys
+// "Namespace:\x00..." are the cache's own: fences and refresh locks).
 func (s *Store) CheckKey(key string) error {
 	switch {
 	case key == "":
 		return &KeyError{Limit: s.opts.MaxKeySize, Reason: "empty"}
+	case key[0] == 0:
+		// "ns:\x00..." holds the cache's own keys: write fences and
+		// refresh locks.
+		return &KeyError{Key: shortKey(key), Len: len(key), Limit: s.opts.MaxKeySize, Reason: "reserved (it starts with a NUL byte)"}
 	case len(key) > s.opts.MaxKeySize:
 		return &KeyError{Key: shortKey(key), Len: len(key), Limit: s.opts.MaxKeySize, Reason: "too long"}
 	}

@@ -341,3 +341,16 @@ func TestLatencyPerOp(t *testing.T) {
 		}
 	})
 }
+
+// TestReservedKeys: keys starting with a NUL byte are the cache's own
+// (fences, refresh locks) and are refused, before any round trip.
+func TestReservedKeys(t *testing.T) {
+	st := newStore(t, redistest.Mini(t).Client(t), remote.Options{})
+	var ke *remote.KeyError
+	if err := st.CheckKey("\x00fence:x"); !errors.As(err, &ke) || !strings.Contains(err.Error(), "reserved") {
+		t.Errorf("CheckKey(NUL...) = %v, want a reserved *KeyError", err)
+	}
+	if err := st.CheckKey("a\x00b"); err != nil {
+		t.Errorf("CheckKey(a NUL b) = %v, want nil: only a leading NUL is reserved", err)
+	}
+}
