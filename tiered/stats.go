@@ -62,7 +62,9 @@ type Stats struct {
 	Bus invalidation.Stats
 
 	// L1Bypassed counts reads that skipped L1 because the bus could not
-	// prove its subscription alive.
+	// prove its subscription alive. They are not counted in L1.Hits or
+	// L1.Misses, also when StaleIfError answers them from L1 (those are
+	// counted in StaleServed).
 	L1Bypassed uint64
 	// L2Hits and L2Misses count keys looked up in L2 after an L1 miss; a
 	// cached "not found" is a hit.
