@@ -89,17 +89,27 @@ func (r *refreshes) done(key string) {
 	r.mu.Unlock()
 }
 
-// refreshDue is called by a hit that found key's entry due. It claims the
+// refreshDue is called by a hit that found key's entry due. Unless a
+// refresh or revalidation of key runs on this node already, it claims the
 // entry's refresh and starts it in the background; the caller never
-// waits. The refresh keeps the
-// values of the caller's ctx (a loader may read a tenant or a trace from
-// it), not its cancellation.
+// waits. The refresh keeps the values of the caller's ctx (a loader may
+// read a tenant or a trace from it), not its cancellation.
 func (c *Cache[V]) refreshDue(callerCtx context.Context, key string, load BatchLoader[V]) {
-	expiry, ok := c.l1.ClaimRefresh(key)
-	if !ok {
+	// The key's slot comes before the entry's claim: a claim spent while
+	// another refresh of the key runs here would start nothing, and the
+	// entry, claimed once and for all, would never be refreshed. Taking
+	// the slot first leaves the claim to a hit after that refresh ends.
+	// It costs each hit of a due entry the slot's lock until one claims
+	// it, which is the first hit unless a refresh of the key runs here.
+	if !c.refreshing.start(key) {
 		return
 	}
-	c.inBackground(key, func() {
+	expiry, ok := c.l1.ClaimRefresh(key)
+	if !ok {
+		c.refreshing.done(key)
+		return
+	}
+	c.runBackground(key, func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), c.opts.LoadTimeout)
 		stop := context.AfterFunc(c.closing, cancel)
 		defer func() { stop(); cancel() }()
@@ -117,9 +127,15 @@ func (c *Cache[V]) refreshDue(callerCtx context.Context, key string, load BatchL
 // the cache owns (Close waits for it), unless one is running for key on
 // this node already or the cache is closed. It counts it in Refreshes.
 func (c *Cache[V]) inBackground(key string, fn func()) {
-	if !c.refreshing.start(key) {
-		return
+	if c.refreshing.start(key) {
+		c.runBackground(key, fn)
 	}
+}
+
+// runBackground is inBackground for a caller that has taken key's slot in
+// c.refreshing; the slot is freed when fn returns, or at once if the
+// cache is closed.
+func (c *Cache[V]) runBackground(key string, fn func()) {
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()

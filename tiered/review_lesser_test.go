@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,69 @@ import (
 
 // Regression tests for the lesser defects of the read and refresh paths
 // (issue 19).
+
+// refreshEnded polls until n refreshes have started on c and none of key
+// is running, with a deadline: a background refresh signals nothing.
+func refreshEnded(t *testing.T, c *Cache[string], key string, n uint64) {
+	t.Helper()
+	eventually(t, 5*time.Second, func() bool {
+		c.refreshing.mu.Lock()
+		_, busy := c.refreshing.keys[key]
+		c.refreshing.mu.Unlock()
+		return c.Stats().Refreshes >= n && !busy
+	}, "the refresh ended")
+}
+
+// TestRefreshDueWhileKeyBusyKeepsClaim: an entry of key comes due while a
+// refresh of key runs on the node (its loader blocked). The hits on that
+// entry must not spend its claim, which would start nothing: after the
+// running refresh ends, the entry is still due, and the next hit
+// refreshes it.
+func TestRefreshDueWhileKeyBusyKeepsClaim(t *testing.T) {
+	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+		c := newNode[string](t, s, refreshOpts)
+		g := newGate(t)
+		var calls atomic.Int32
+		loader := func(ctx context.Context, key string) (string, error) {
+			switch calls.Add(1) {
+			case 1:
+				return "v1", nil
+			case 2:
+				close(g.started)
+				<-g.release
+				ChooseTTL(ctx, key, time.Minute)
+				return "v2", nil
+			}
+			return "unexpected", nil
+		}
+		warmGetOrLoad(t, c, "k", loader)
+		age(s, 500*time.Millisecond)
+		readUntilStarted(t, c, "k", loader, g)
+		// L1 loses the entry (evicted, or hidden by an invalidation of a
+		// key sharing its epoch slot) and refills it from L2, which still
+		// holds v1: a new entry, under a stamp the running refresh's fill
+		// will not pass, that comes due on its own.
+		c.l1.Invalidate("k")
+		warmGetOrLoad(t, c, "k", loader)
+		eventually(t, 3*time.Second, func() bool {
+			_, _, due, ok := c.l1.GetRef("k")
+			return ok && due
+		}, "the refilled entry came due")
+		if v := readFast(t, c, "k", loader); v != "v1" { // a hit on the due entry
+			t.Fatalf("read of the due entry = %q, want v1", v)
+		}
+		g.open()
+		refreshEnded(t, c, "k", 1)
+		if n := c.Stats().Refreshes; n != 1 {
+			t.Fatalf("Refreshes = %d, want 1: a second refresh started while the first ran", n)
+		}
+		if p, _, due, ok := c.l1.GetRef("k"); !ok || !due {
+			t.Fatalf("after the running refresh ended, L1 entry ok = %v, due = %v (value %v); want still due: its claim was spent on a refresh that never ran",
+				ok, due, p != nil && *p == "v1")
+		}
+		eventually(t, 3*time.Second, func() bool { return readFast(t, c, "k", loader) == "v2" }, "the entry refreshed to v2")
+	})
+}
 
 // TestGetDuringCloseAfterLeavingBus: Close has unregistered the cache from
 // a shared bus and waits for a load to release its lease. A peer's write
