@@ -206,7 +206,11 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 		c.finishRefresh(ctx, key, r, nil, 0)
 		return
 	}
-	if !c.finishRefresh(ctx, key, r, data, ttl) {
+	stored, ok := c.finishRefresh(ctx, key, r, data, ttl)
+	if !ok {
+		return // counted in L2Errors; whether it stored is unknown
+	}
+	if !stored {
 		c.st.refreshesRefused.Add(1) // a write came first; its value stands
 		return
 	}
@@ -218,18 +222,21 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 }
 
 // finishRefresh ends a granted refresh, storing data unless it is nil,
-// and reports whether it was stored. The round trip gets its own bound, so
-// that a loader that used up the load's time still frees the lock.
-func (c *Cache[V]) finishRefresh(ctx context.Context, key string, r remote.Refresh, data []byte, ttl time.Duration) bool {
+// and reports whether it was stored, and ok == false if the round trip
+// failed (counted), when that is unknown. The round trip gets its own
+// bound, so that a loader that used up the load's time still frees the
+// lock.
+func (c *Cache[V]) finishRefresh(ctx context.Context, key string, r remote.Refresh, data []byte, ttl time.Duration) (stored, ok bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.RedisTimeout)
 	defer cancel()
 	ctx, end := c.trace(ctx, OpL2, "refresh", 1)
-	ok, err := c.l2.FinishRefresh(ctx, key, r, data, ttl)
+	stored, err := c.l2.FinishRefresh(ctx, key, r, data, ttl)
 	end(err)
 	if err != nil {
 		c.l2Failed(ctx, "refresh", 0, err)
+		return false, false
 	}
-	return ok
+	return stored, true
 }
 
 // awaitRefreshed reads key from L2, while another node refreshes it, until

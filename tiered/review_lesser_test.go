@@ -76,6 +76,41 @@ func TestRefreshDueWhileKeyBusyKeepsClaim(t *testing.T) {
 	})
 }
 
+// TestRefreshFailedFinishIsNotRefused: a refresh whose last round trip
+// (FinishRefresh) fails is an L2 error, not a refresh a write refused.
+func TestRefreshFailedFinishIsNotRefused(t *testing.T) {
+	s := redistest.Real(t)
+	c, p := proxied(t, s, func(o *Options) {
+		refreshOpts(o)
+		o.RedisTimeout = 200 * time.Millisecond
+	})
+	g := newGate(t)
+	var calls atomic.Int32
+	loader := func(ctx context.Context, key string) (string, error) {
+		if calls.Add(1) == 1 {
+			return "v1", nil
+		}
+		close(g.started)
+		<-g.release
+		return "v2", nil
+	}
+	warmGetOrLoad(t, c, "k", loader)
+	readUntilStarted(t, c, "k", loader, g)
+	errs := c.Stats().L2Errors
+	p.Blackhole(true)
+	g.open()
+	refreshEnded(t, c, "k", 1)
+	p.Blackhole(false)
+	st := c.Stats()
+	if st.L2Errors == errs {
+		t.Fatal("the refresh's last round trip did not fail; the fault missed it")
+	}
+	if st.RefreshesRefused != 0 {
+		t.Errorf("RefreshesRefused = %d after a refresh whose round trip failed (L2Errors %d); want 0: no write refused it",
+			st.RefreshesRefused, st.L2Errors-errs)
+	}
+}
+
 // TestGetDuringCloseAfterLeavingBus: Close has unregistered the cache from
 // a shared bus and waits for a load to release its lease. A peer's write
 // now reaches the bus but no longer this cache's L1, so a Get must not

@@ -105,8 +105,9 @@ type Stats struct {
 	// expired entry was served). RefreshesElsewhere counts those that
 	// found another node refreshing the key, or done with it already;
 	// RefreshesRefused those whose loaded value was not stored because a
-	// write of the key came first; RefreshFailures those whose loader
-	// failed (the current value is kept until it expires).
+	// write of the key came first (a failed round trip is counted in
+	// L2Errors instead); RefreshFailures those whose loader failed (the
+	// current value is kept until it expires).
 	Refreshes, RefreshesElsewhere, RefreshesRefused, RefreshFailures uint64
 	// RevalidateServed counts GetOrLoad calls answered with an expired
 	// entry under StaleWhileRevalidate.
