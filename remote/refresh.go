@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -139,6 +140,12 @@ func refreshLockKey(k string) (string, bool) {
 // server (standalone, Sentinel) or Cluster; on any other client, and for a
 // key whose name cannot have a lock in its Cluster slot, BeginRefresh
 // returns RefreshGone.
+//
+// A failed round trip returns an error and a Refresh with no State but the
+// token of the lock the command may still have taken (its reply timed
+// out, or ctx ended while it ran): the caller frees it with
+// [Store.AbandonRefresh], so that other nodes' refreshes of the key need
+// not wait lockTTL for it.
 func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, lockTTL time.Duration) (Refresh, error) {
 	if err := s.CheckKey(key); err != nil {
 		return Refresh{}, err
@@ -160,8 +167,11 @@ func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, loc
 	if isWrongType(err) {
 		return Refresh{State: RefreshGone}, nil
 	}
-	if err != nil {
+	if errors.Is(err, ErrUnavailable) { // nothing was sent
 		return Refresh{}, opError("refresh", key, err)
+	}
+	if err != nil {
+		return Refresh{token: token}, opError("refresh", key, err)
 	}
 	switch v := res.(type) {
 	case int64:
@@ -179,12 +189,14 @@ func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, loc
 				b := stringBytes(data)
 				it, r, err := s.read(key, b, now)
 				switch {
+				case r == readBad && state == 2: // the lock is ours: the caller frees it
+					return Refresh{token: token}, err
 				case r == readBad:
 					return Refresh{}, err
 				case r != readEntry && state == 2:
 					// Expired by its own header though Redis still holds
 					// it: free the lock and let the next read load.
-					s.abandon(ctx, full, lock, token)
+					_ = s.abandon(ctx, full, lock, token) // best effort: the lock expires
 					return Refresh{State: RefreshGone}, nil
 				case r != readEntry:
 					return Refresh{State: RefreshGone}, nil
@@ -196,7 +208,7 @@ func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, loc
 			}
 		}
 	}
-	return Refresh{}, fmt.Errorf("remote refresh %q: unexpected reply %T", shortKey(key), res)
+	return Refresh{token: token}, fmt.Errorf("remote refresh %q: unexpected reply %T", shortKey(key), res)
 }
 
 // FinishRefresh ends a granted refresh of key: it frees the lock and, when
@@ -226,6 +238,25 @@ func (s *Store) FinishRefresh(ctx context.Context, key string, r Refresh, data [
 	return stored, nil
 }
 
+// AbandonRefresh frees key's refresh lock if r still holds it, storing
+// nothing; a lock that is gone or another caller's is left alone. r is a
+// granted refresh, or the Refresh [Store.BeginRefresh] returned with an
+// error, which carries the token of a lock its command may have taken.
+// For any other r (nothing was sent, or no lock was granted) it returns
+// nil at once; otherwise it takes one round trip. Call it with a context
+// of its own: the one that ended the refresh may be why it gives up.
+func (s *Store) AbandonRefresh(ctx context.Context, key string, r Refresh) error {
+	if r.token == nil {
+		return nil
+	}
+	full := s.prefix + key
+	lock, _ := refreshLockKey(full)
+	if err := s.abandon(ctx, full, lock, r.token); err != nil {
+		return opError("refresh", key, err)
+	}
+	return nil
+}
+
 // appendRefreshLocks appends to keys the refresh lock of each full key in
 // full that can have one, for a write script to delete.
 func appendRefreshLocks(keys, full []string) []string {
@@ -238,7 +269,8 @@ func appendRefreshLocks(keys, full []string) []string {
 	return keys
 }
 
-// abandon frees a refresh lock of ours, best effort.
-func (s *Store) abandon(ctx context.Context, full, lock string, token []byte) {
-	_, _, _ = s.evalKeys(ctx, opRefresh, finishRefreshScript, []string{full, lock}, token, "", "", 0)
+// abandon frees the refresh lock of full if it holds token.
+func (s *Store) abandon(ctx context.Context, full, lock string, token []byte) error {
+	_, _, err := s.evalKeys(ctx, opRefresh, finishRefreshScript, []string{full, lock}, token, "", "", 0)
+	return err
 }

@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -161,6 +162,13 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 	end(err)
 	if err != nil {
 		c.l2Failed(ctx, "refresh", 0, err)
+		if !errors.Is(err, remote.ErrUnavailable) { // else nothing was sent
+			// The script may have run and taken the lock though its reply
+			// was lost (a timeout, or Close cancelling ctx). Left alone, it
+			// holds off every node's refresh of the key for LoadTimeout +
+			// RedisTimeout.
+			c.abandonRefresh(ctx, key, r)
+		}
 		return
 	}
 	switch r.State {
@@ -237,6 +245,21 @@ func (c *Cache[V]) finishRefresh(ctx context.Context, key string, r remote.Refre
 		return false, false
 	}
 	return stored, true
+}
+
+// abandonRefresh frees the refresh lock that r, from a BeginRefresh that
+// failed, may hold. Like finishRefresh it has its own bound and keeps
+// only ctx's values: ctx may be what ended the refresh (LoadTimeout,
+// Close).
+func (c *Cache[V]) abandonRefresh(ctx context.Context, key string, r remote.Refresh) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.RedisTimeout)
+	defer cancel()
+	ctx, end := c.trace(ctx, OpL2, "refresh", 1)
+	err := c.l2.AbandonRefresh(ctx, key, r)
+	end(err)
+	if err != nil {
+		c.l2Failed(ctx, "refresh", 0, err)
+	}
 }
 
 // awaitRefreshed reads key from L2, while another node refreshes it, until

@@ -7,11 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tiercache/tiercache/internal/faultproxy"
 	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/remote"
 )
 
 // Regression tests for the lesser defects of the read and refresh paths
 // (issue 19).
+
+// refreshLock is the Redis key of key's refresh lock in namespace "test".
+func refreshLock(key string) string { return "{test:" + key + "}\x00refresh" }
 
 // refreshEnded polls until n refreshes have started on c and none of key
 // is running, with a deadline: a background refresh signals nothing.
@@ -23,6 +28,106 @@ func refreshEnded(t *testing.T, c *Cache[string], key string, n uint64) {
 		c.refreshing.mu.Unlock()
 		return c.Stats().Refreshes >= n && !busy
 	}, "the refresh ended")
+}
+
+// readUntilRefreshes reads key through GetOrLoad until n refreshes have
+// started, with a deadline: an entry comes due at a random point of its
+// window.
+func readUntilRefreshes(t *testing.T, c *Cache[string], key string, loader Loader[string], n uint64) {
+	t.Helper()
+	eventually(t, 3*time.Second, func() bool {
+		readFast(t, c, key, loader)
+		return c.Stats().Refreshes >= n
+	}, "a refresh started")
+}
+
+// loadRefreshScripts runs a refresh of another key through c, so that
+// Redis has the refresh scripts and a late reply is the script's own, not
+// a NOSCRIPT.
+func loadRefreshScripts(t *testing.T, c *Cache[string]) {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.Set(ctx, "scripts", "v"); err != nil {
+		t.Fatal(err)
+	}
+	it, ok, err := c.l2.Get(ctx, "scripts")
+	if err != nil || !ok {
+		t.Fatalf("L2 Get(scripts) = %v, %v", ok, err)
+	}
+	r, err := c.l2.BeginRefresh(ctx, "scripts", it.Expiry(), time.Second)
+	if err != nil || r.State != remote.RefreshGranted {
+		t.Fatalf("BeginRefresh(scripts) = %v, %v; want granted", r.State, err)
+	}
+	if _, err := c.l2.FinishRefresh(ctx, "scripts", r, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRefreshFreesLockAfterLostReply: the first round trip of a refresh
+// (BeginRefresh) runs in Redis and takes the key's refresh lock, but its
+// reply never reaches the node in time. The node must free the lock it
+// may hold, at once, rather than leave it for LoadTimeout + RedisTimeout
+// (here 10.2s), during which no node can refresh the key.
+func TestRefreshFreesLockAfterLostReply(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault func(*faultproxy.Proxy)
+	}{
+		{"late reply", func(p *faultproxy.Proxy) { p.DelayReplies(time.Second) }},
+		{"dropped reply", func(p *faultproxy.Proxy) { p.DropNextReply() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := redistest.Real(t)
+			// Two connections ready: the release goes on the one that
+			// waited for no reply, with no handshake to be delayed.
+			rdb, p := proxiedClient(t, s, 2)
+			bus := sharedBus(t, s)
+			c := newNode[string](t, s, func(o *Options) {
+				refreshOpts(o)
+				o.Redis, o.Bus = rdb, bus
+				o.RedisTimeout = 200 * time.Millisecond
+				o.LoadTimeout = 10 * time.Second
+			})
+			var calls atomic.Int32
+			loader := func(context.Context, string) (string, error) {
+				calls.Add(1)
+				return "v", nil
+			}
+			warmGetOrLoad(t, c, "k", loader)
+			loadRefreshScripts(t, c)
+			errs := c.Stats().L2Errors
+			tt.fault(p)
+			readUntilRefreshes(t, c, "k", loader, 1)
+			refreshEnded(t, c, "k", 1)
+			p.Pass()
+			if c.Stats().L2Errors == errs {
+				t.Fatal("the refresh's round trip did not fail; the fault missed it")
+			}
+			if n := calls.Load(); n != 1 {
+				t.Fatalf("loader called %d times, want 1: the refresh was granted", n)
+			}
+			direct := s.Client(t)
+			ctx := context.Background()
+			// The node sent its release before the refresh ended; Redis
+			// runs it a moment later at most.
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				n, err := direct.Exists(ctx, refreshLock("k")).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the refresh lock is still held 2s after the refresh failed (PTTL %v): every node's refresh of the key waits for it",
+						direct.PTTL(ctx, refreshLock("k")).Val())
+				}
+				time.Sleep(time.Millisecond) // poll interval with a deadline
+			}
+		})
+	}
 }
 
 // TestRefreshDueWhileKeyBusyKeepsClaim: an entry of key comes due while a
