@@ -30,13 +30,14 @@ var (
 	// returns 0 when there is nothing to refresh (no key, or a lease
 	// marker: a load is on its way); {1, v} when the key holds another
 	// value than the caller's (its expiry differs: someone refreshed or
-	// wrote it since); {2, v} when the lock is now ours; and 3 when
-	// another caller holds it.
+	// wrote it since); {2, v} when the lock is now ours, also when it was
+	// already (the client sent the command again after losing its
+	// reply); and 3 when another caller holds it.
 	beginRefreshScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, 1, 3) == '\193\001\003' then return 0 end
 if string.sub(v, 6, 13) ~= ARGV[1] then return {1, v} end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {2, v} end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) or redis.call('GET', KEYS[2]) == ARGV[2] then return {2, v} end
 return 3`)
 
 	// finishRefreshScript: KEYS[1] the value, KEYS[2] its refresh lock;
@@ -141,7 +142,9 @@ func refreshLockKey(k string) (string, bool) {
 // key whose name cannot have a lock in its Cluster slot, BeginRefresh
 // returns RefreshGone.
 //
-// A failed round trip returns an error and a Refresh with no State but the
+// When the command ran but its reply was lost and the client sent it
+// again, the second run finds our own lock: that is RefreshGranted too. A
+// failed round trip returns an error and a Refresh with no State but the
 // token of the lock the command may still have taken (its reply timed
 // out, or ctx ended while it ran): the caller frees it with
 // [Store.AbandonRefresh], so that other nodes' refreshes of the key need

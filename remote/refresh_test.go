@@ -275,3 +275,30 @@ func TestAbandonRefreshAfterLostReply(t *testing.T) {
 		t.Errorf("AbandonRefresh of a refresh holding no lock took %d round trips, want 0", n)
 	}
 }
+
+// TestBeginRefreshRetryFindsOwnLock: a BeginRefresh whose reply is lost
+// and that go-redis sends again (as it does by default) finds the lock its
+// first run took. That lock is the caller's: the refresh is granted, not
+// held by another caller, which would leave the key unrefreshed, by this
+// caller or any other, until the lock expired.
+func TestBeginRefreshRetryFindsOwnLock(t *testing.T) {
+	st, other, p := proxiedStore(t, redistest.Real(t), 1)
+	ctx := context.Background()
+	expiry := setForRefresh(t, st, "k")
+	accepted := p.Accepted()
+	p.DropNextReply()
+	r, err := st.BeginRefresh(ctx, "k", expiry, time.Minute)
+	if err != nil || r.State != remote.RefreshGranted {
+		t.Fatalf("BeginRefresh sent again after its reply was lost = %v, %v; want granted", r.State, err)
+	}
+	if p.Accepted() == accepted {
+		t.Fatal("no new connection: the reply was not dropped")
+	}
+	data, _ := st.Encode("k", "new", time.Minute)
+	if stored, err := st.FinishRefresh(ctx, "k", r, data, time.Minute); err != nil || !stored {
+		t.Errorf("FinishRefresh = %v, %v; want stored", stored, err)
+	}
+	if v := value(t, other, "k"); v != "new" {
+		t.Errorf("L2 holds %q after the refresh, want new", v)
+	}
+}
