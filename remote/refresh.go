@@ -79,9 +79,14 @@ const (
 	RefreshGranted
 	// RefreshHeld: another caller is refreshing the key.
 	RefreshHeld
+	// RefreshUnsupported: refreshes do not run on this client (a Ring)
+	// or for this key (its name cannot have a lock in its Cluster slot).
+	// Nothing was sent, and nothing is known of the key.
+	RefreshUnsupported
 )
 
-// String returns "gone", "done", "granted", "held", or "RefreshState(n)".
+// String returns "gone", "done", "granted", "held", "unsupported", or
+// "RefreshState(n)".
 func (r RefreshState) String() string {
 	switch r {
 	case RefreshGone:
@@ -92,6 +97,8 @@ func (r RefreshState) String() string {
 		return "granted"
 	case RefreshHeld:
 		return "held"
+	case RefreshUnsupported:
+		return "unsupported"
 	}
 	return fmt.Sprintf("RefreshState(%d)", uint8(r))
 }
@@ -140,7 +147,7 @@ func refreshLockKey(k string) (string, bool) {
 // write to delete the lock in the same script, so they run on a single
 // server (standalone, Sentinel) or Cluster; on any other client, and for a
 // key whose name cannot have a lock in its Cluster slot, BeginRefresh
-// returns RefreshGone.
+// returns RefreshUnsupported.
 //
 // When the command ran but its reply was lost and the client sent it
 // again, the second run finds our own lock: that is RefreshGranted too. A
@@ -159,7 +166,7 @@ func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, loc
 	full := s.prefix + key
 	lock, ok := refreshLockKey(full)
 	if !ok || s.topo != topoSingle && s.topo != topoCluster {
-		return Refresh{State: RefreshGone}, nil
+		return Refresh{State: RefreshUnsupported}, nil
 	}
 	token := make([]byte, tokenLen)
 	_, _ = rand.Read(token) // never fails (crypto/rand, Go 1.24+)

@@ -172,7 +172,20 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 		return
 	}
 	switch r.State {
-	case remote.RefreshGone: // expired or being loaded: the next read loads
+	case remote.RefreshUnsupported: // not on this client: the value runs out its TTL
+		return
+	case remote.RefreshGone:
+		// L2 no longer holds the value: it was evicted or flushed, or
+		// deleted by a write whose message has not arrived yet, and a
+		// load may be on its way. Serving it on until its L1 TTL would
+		// serve what L2 lost, so drop it now, as a peer's invalidation
+		// would. Nothing brings it back: the epoch bump hides the entry
+		// (from GetExpired and GetStale too) and refuses every fill
+		// stamped before it, a read of L2 that raced this one among
+		// them; a fill stamped after it reads L2 after the value was
+		// gone, so it installs what replaced it. The key's flight is
+		// kept: a load running is what refills the key.
+		c.l1.Invalidate(key)
 		return
 	case remote.RefreshDone:
 		c.st.refreshesElsewhere.Add(1)
@@ -277,7 +290,8 @@ func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, expiry uint64
 			return
 		}
 		if !ok {
-			return // gone: the next read loads
+			c.l1.Invalidate(key) // gone from L2: as for RefreshGone in refresh
+			return
 		}
 		if it.Expiry() != expiry {
 			_, _, _ = c.accept(key, it, st)

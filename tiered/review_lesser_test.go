@@ -216,6 +216,33 @@ func TestRefreshFailedFinishIsNotRefused(t *testing.T) {
 	}
 }
 
+// TestRefreshGoneDropsL1: L2 loses a key with no write (evicted, flushed)
+// while a node's L1 holds it. The node's refresh of it finds nothing to
+// refresh; the node must then stop serving its copy, not serve it until
+// its L1 TTL runs out.
+func TestRefreshGoneDropsL1(t *testing.T) {
+	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
+		c := newNode[string](t, s, refreshOpts)
+		var calls atomic.Int32
+		loader := func(context.Context, string) (string, error) {
+			if calls.Add(1) == 1 {
+				return "v1", nil
+			}
+			return "v2", nil
+		}
+		warmGetOrLoad(t, c, "k", loader)
+		ctx := context.Background()
+		if err := s.Client(t).Del(ctx, "test:k").Err(); err != nil {
+			t.Fatal(err)
+		}
+		readUntilRefreshes(t, c, "k", loader, 1)
+		refreshEnded(t, c, "k", 1)
+		if v, err := c.Get(ctx, "k"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(k) after its refresh found it gone from L2 = %q, %v; want ErrNotFound, not L1's copy", v, err)
+		}
+	})
+}
+
 // TestGetDuringCloseAfterLeavingBus: Close has unregistered the cache from
 // a shared bus and waits for a load to release its lease. A peer's write
 // now reaches the bus but no longer this cache's L1, so a Get must not

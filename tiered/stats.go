@@ -107,7 +107,8 @@ type Stats struct {
 	// RefreshesRefused those whose loaded value was not stored because a
 	// write of the key came first (a failed round trip is counted in
 	// L2Errors instead); RefreshFailures those whose loader failed (the
-	// current value is kept until it expires).
+	// current value is kept until it expires). A refresh that finds the
+	// key gone from L2 drops it from L1, counted in L1.Invalidations.
 	Refreshes, RefreshesElsewhere, RefreshesRefused, RefreshFailures uint64
 	// RevalidateServed counts GetOrLoad calls answered with an expired
 	// entry under StaleWhileRevalidate.
