@@ -163,7 +163,7 @@ func (s *Sentinel) Failover(tb testing.TB) {
 		time.Sleep(20 * time.Millisecond) // poll interval
 	}
 	host, port, _ := net.SplitHostPort(s.Replica.Addr)
-	if err := master.SlaveOf(ctx, host, port).Err(); err != nil {
+	if err := master.ReplicaOf(ctx, host, port).Err(); err != nil {
 		tb.Fatalf("REPLICAOF on the old master: %v", err)
 	}
 	deadline = time.Now().Add(startTimeout)
