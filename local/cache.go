@@ -34,7 +34,7 @@ type Cache[V any] struct {
 	_    [64]byte
 
 	gets gate // Get's calls into ristretto, and hit/miss counts
-	ops  gate // Fill's and Wait's calls into ristretto
+	ops  gate // every other call into ristretto (Fill, Wait, GetStale, ...), uncounted
 
 	counters counters
 	// clearing is true while the janitor runs ristretto's Clear or Close,
@@ -408,12 +408,16 @@ func (c *Cache[V]) Suspend() {
 // may refuse an entry up to one tick early, never serve one late). It is
 // for serving data of unproven freshness on purpose
 // (tiered's StaleIfError), never for the normal read path. It reads the
-// coarse clock. Like [Cache.GetRef] it returns a pointer to the cached
-// value, which the caller must not write through. It is safe for
-// concurrent use.
+// coarse clock. It is not counted in [Stats].Hits or Misses: those count
+// the normal read path, which the caller skipped to come here, and it
+// counts its stale answers itself. Like [Cache.GetRef] it returns a
+// pointer to the cached value, which the caller must not write through. It
+// is safe for concurrent use.
 func (c *Cache[V]) GetStale(key string, maxAge time.Duration) (v *V, negative bool, ok bool) {
 	h := maphash.String(c.seed, key)
-	g := c.gets.shard()
+	// The ops gate, not the gets gate: every exit from the gets gate that
+	// is not counted a miss is counted a hit.
+	g := c.ops.shard()
 	g.enter.Add(1)
 	if c.closed.Load() {
 		g.exit.Add(1)

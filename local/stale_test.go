@@ -33,3 +33,34 @@ func TestSuspendAndGetStale(t *testing.T) {
 		t.Error("GetStale(c) after InvalidateAll hit; want a miss")
 	}
 }
+
+// TestGetStaleNotCounted: GetStale, hit or miss, leaves Hits and Misses
+// alone. tiered calls it only for a read that skipped L1 (and counted
+// that), so a count here would count the read twice; it used the Get
+// gate, whose uncounted exits are hits, so every stale miss read as a
+// hit.
+func TestGetStaleNotCounted(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want bool
+	}{
+		{"stale hit", "a", true},
+		{"miss", "absent", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestCache[string](t, Options{MaxCost: 1000})
+			mustFill(t, c, "a", "A")
+			c.Suspend()
+			before := c.Stats()
+			if _, _, ok := c.GetStale(tt.give, time.Minute); ok != tt.want {
+				t.Fatalf("GetStale(%q) ok = %v, want %v", tt.give, ok, tt.want)
+			}
+			if got := c.Stats(); got.Hits != before.Hits || got.Misses != before.Misses {
+				t.Errorf("GetStale(%q) moved Hits, Misses from %d, %d to %d, %d; want unchanged",
+					tt.give, before.Hits, before.Misses, got.Hits, got.Misses)
+			}
+		})
+	}
+}

@@ -6,7 +6,8 @@ import "sync/atomic"
 // counters are read one by one while the cache runs, so two of them may
 // disagree by the calls in flight. Counts are totals since [New].
 type Stats struct {
-	// Hits is the number of Gets that returned ok.
+	// Hits is the number of Gets (and GetRefs) that returned ok.
+	// GetStale and GetExpired are counted in neither Hits nor Misses.
 	Hits uint64
 	// Misses is the number of Gets that did not, for any reason: absent,
 	// a different key under the same hash, invalidated, expired, or closed.

@@ -95,7 +95,7 @@ func NewCacheCollector(c CacheSource, o Options) prometheus.Collector {
 		func(s *S) uint64 { return s.L1.EpochCollisions })
 	b.counter("l1", "expired_total", "L1 reads that found a current entry past its TTL.",
 		func(s *S) uint64 { return s.L1.Expired })
-	b.counter("l1", "invalidated_keys_total", "Keys invalidated in L1, by this node's writes and by other nodes' messages.",
+	b.counter("l1", "invalidated_keys_total", "Keys invalidated in L1: by this node's writes, by other nodes' messages, and by refreshes that found them gone from L2.",
 		func(s *S) uint64 { return s.L1.Invalidations })
 	b.counter("l1", "clears_total", "Full L1 clears.",
 		func(s *S) uint64 { return s.L1.Clears })

@@ -51,7 +51,7 @@
 //	tiercache_l1_stamp_rejections_total            reads of an entry older than an invalidation (a miss)
 //	tiercache_l1_epoch_collisions_total            stamp rejections likely caused by another key's invalidation
 //	tiercache_l1_expired_total                     reads of an entry past its TTL (a miss)
-//	tiercache_l1_invalidated_keys_total            keys invalidated in L1 (own writes and peers' messages)
+//	tiercache_l1_invalidated_keys_total            keys invalidated in L1 (own writes, peers' messages, refreshes finding them gone)
 //	tiercache_l1_clears_total                      full L1 clears
 //	tiercache_l1_deletes_skipped_total             deletes not queued to ristretto (queue full)
 //	tiercache_l2_round_trips_total                 Redis round trips (a pipeline counts once)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -29,13 +30,14 @@ var (
 	// returns 0 when there is nothing to refresh (no key, or a lease
 	// marker: a load is on its way); {1, v} when the key holds another
 	// value than the caller's (its expiry differs: someone refreshed or
-	// wrote it since); {2, v} when the lock is now ours; and 3 when
-	// another caller holds it.
+	// wrote it since); {2, v} when the lock is now ours, also when it was
+	// already (the client sent the command again after losing its
+	// reply); and 3 when another caller holds it.
 	beginRefreshScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, 1, 3) == '\193\001\003' then return 0 end
 if string.sub(v, 6, 13) ~= ARGV[1] then return {1, v} end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {2, v} end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) or redis.call('GET', KEYS[2]) == ARGV[2] then return {2, v} end
 return 3`)
 
 	// finishRefreshScript: KEYS[1] the value, KEYS[2] its refresh lock;
@@ -77,9 +79,14 @@ const (
 	RefreshGranted
 	// RefreshHeld: another caller is refreshing the key.
 	RefreshHeld
+	// RefreshUnsupported: refreshes do not run on this client (a Ring)
+	// or for this key (its name cannot have a lock in its Cluster slot).
+	// Nothing was sent, and nothing is known of the key.
+	RefreshUnsupported
 )
 
-// String returns "gone", "done", "granted", "held", or "RefreshState(n)".
+// String returns "gone", "done", "granted", "held", "unsupported", or
+// "RefreshState(n)".
 func (r RefreshState) String() string {
 	switch r {
 	case RefreshGone:
@@ -90,6 +97,8 @@ func (r RefreshState) String() string {
 		return "granted"
 	case RefreshHeld:
 		return "held"
+	case RefreshUnsupported:
+		return "unsupported"
 	}
 	return fmt.Sprintf("RefreshState(%d)", uint8(r))
 }
@@ -144,7 +153,15 @@ func refreshLockKey(k string) (string, bool) {
 // write to delete the lock in the same script, so they run on a single
 // server (standalone, Sentinel) or Cluster; on any other client, and for a
 // key whose name cannot have a lock in its Cluster slot, BeginRefresh
-// returns RefreshGone.
+// returns RefreshUnsupported.
+//
+// When the command ran but its reply was lost and the client sent it
+// again, the second run finds our own lock: that is RefreshGranted too. A
+// failed round trip returns an error and a Refresh with no State but the
+// token of the lock the command may still have taken (its reply timed
+// out, or ctx ended while it ran): the caller frees it with
+// [Store.AbandonRefresh], so that other nodes' refreshes of the key need
+// not wait lockTTL for it.
 func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, lockTTL time.Duration) (Refresh, error) {
 	if err := s.CheckKey(key); err != nil {
 		return Refresh{}, err
@@ -155,7 +172,7 @@ func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, loc
 	full := s.prefix + key
 	lock, ok := refreshLockKey(full)
 	if !ok || s.topo != topoSingle && s.topo != topoCluster {
-		return Refresh{State: RefreshGone}, nil
+		return Refresh{State: RefreshUnsupported}, nil
 	}
 	token := make([]byte, tokenLen)
 	_, _ = rand.Read(token) // never fails (crypto/rand, Go 1.24+)
@@ -166,8 +183,11 @@ func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, loc
 	if isWrongType(err) {
 		return Refresh{State: RefreshGone}, nil
 	}
-	if err != nil {
+	if errors.Is(err, ErrUnavailable) { // nothing was sent
 		return Refresh{}, opError("refresh", key, err)
+	}
+	if err != nil {
+		return Refresh{token: token}, opError("refresh", key, err)
 	}
 	switch v := res.(type) {
 	case int64:
@@ -185,12 +205,14 @@ func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, loc
 				b := stringBytes(data)
 				it, r, err := s.read(key, b, now)
 				switch {
+				case r == readBad && state == 2: // the lock is ours: the caller frees it
+					return Refresh{token: token}, err
 				case r == readBad:
 					return Refresh{}, err
 				case r != readEntry && state == 2:
 					// Expired by its own header though Redis still holds
 					// it: free the lock and let the next read load.
-					s.abandon(ctx, full, lock, token)
+					_ = s.abandon(ctx, full, lock, token) // best effort: the lock expires
 					return Refresh{State: RefreshGone}, nil
 				case r != readEntry:
 					return Refresh{State: RefreshGone}, nil
@@ -202,7 +224,7 @@ func (s *Store) BeginRefresh(ctx context.Context, key string, expiry uint64, loc
 			}
 		}
 	}
-	return Refresh{}, fmt.Errorf("remote refresh %q: unexpected reply %T", shortKey(key), res)
+	return Refresh{token: token}, fmt.Errorf("remote refresh %q: unexpected reply %T", shortKey(key), res)
 }
 
 // FinishRefresh ends a granted refresh of key: it frees the lock and, when
@@ -232,6 +254,25 @@ func (s *Store) FinishRefresh(ctx context.Context, key string, r Refresh, data [
 	return stored, nil
 }
 
+// AbandonRefresh frees key's refresh lock if r still holds it, storing
+// nothing; a lock that is gone or another caller's is left alone. r is a
+// granted refresh, or the Refresh [Store.BeginRefresh] returned with an
+// error, which carries the token of a lock its command may have taken.
+// For any other r (nothing was sent, or no lock was granted) it returns
+// nil at once; otherwise it takes one round trip. Call it with a context
+// of its own: the one that ended the refresh may be why it gives up.
+func (s *Store) AbandonRefresh(ctx context.Context, key string, r Refresh) error {
+	if r.token == nil {
+		return nil
+	}
+	full := s.prefix + key
+	lock, _ := refreshLockKey(full)
+	if err := s.abandon(ctx, full, lock, r.token); err != nil {
+		return opError("refresh", key, err)
+	}
+	return nil
+}
+
 // appendRefreshLocks appends to keys the refresh lock of each full key in
 // full that can have one, for a write script to delete.
 func appendRefreshLocks(keys, full []string) []string {
@@ -244,7 +285,8 @@ func appendRefreshLocks(keys, full []string) []string {
 	return keys
 }
 
-// abandon frees a refresh lock of ours, best effort.
-func (s *Store) abandon(ctx context.Context, full, lock string, token []byte) {
-	_, _, _ = s.evalKeys(ctx, opRefresh, finishRefreshScript, []string{full, lock}, token, "", "", 0)
+// abandon frees the refresh lock of full if it holds token.
+func (s *Store) abandon(ctx context.Context, full, lock string, token []byte) error {
+	_, _, err := s.evalKeys(ctx, opRefresh, finishRefreshScript, []string{full, lock}, token, "", "", 0)
+	return err
 }

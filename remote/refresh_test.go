@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/faultproxy"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/remote"
 )
@@ -201,5 +204,101 @@ func TestRefreshOnCluster(t *testing.T) {
 		if ok, _ := st.FinishRefresh(ctx, key, r, data, time.Minute); ok {
 			t.Errorf("%s: a refresh stored over a Cluster write", key)
 		}
+	}
+}
+
+// proxiedStore returns a Store whose client reaches s through a fault
+// proxy and retries a failed command maxRetries times (-1: never), and a
+// Store on a direct client.
+func proxiedStore(t *testing.T, s *redistest.Server, maxRetries int) (st, direct *remote.Store, p *faultproxy.Proxy) {
+	t.Helper()
+	p, err := faultproxy.Start(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	ro := s.Options()
+	ro.Addr = p.Addr()
+	ro.ContextTimeoutEnabled = true
+	ro.MaxRetries = maxRetries
+	rdb := redis.NewClient(ro)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return newStore(t, rdb, remote.Options{}), newStore(t, s.Client(t), remote.Options{}), p
+}
+
+// setForRefresh writes key through st and runs both refresh scripts on
+// it once, so that a lost reply afterwards is a script's own, not a
+// NOSCRIPT. It returns the expiry of key's value.
+func setForRefresh(t *testing.T, st *remote.Store, key string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	set(t, st, key, "old", 5*time.Second)
+	it, ok, err := st.Get(ctx, key)
+	if err != nil || !ok {
+		t.Fatalf("Get(%q) = %v, %v", key, ok, err)
+	}
+	if _, err := st.FinishRefresh(ctx, key, beginAt(t, st, key, it.Expiry()), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	return it.Expiry()
+}
+
+// TestAbandonRefreshAfterLostReply: a BeginRefresh whose reply is lost
+// (the connection is reset after the script ran, and the client does not
+// retry) returns an error, though its script took the lock. The Refresh
+// it returns carries the token, so AbandonRefresh frees the lock, and
+// another caller is granted the refresh at once instead of finding it
+// held for lockTTL. A Refresh that can hold no lock costs no round trip.
+func TestAbandonRefreshAfterLostReply(t *testing.T) {
+	st, other, p := proxiedStore(t, redistest.Real(t), -1)
+	ctx := context.Background()
+	expiry := setForRefresh(t, st, "k")
+	p.DropNextReply()
+	r, err := st.BeginRefresh(ctx, "k", expiry, time.Minute)
+	if err == nil {
+		t.Fatalf("BeginRefresh with its reply dropped = %v, nil; want an error", r.State)
+	}
+	if r2 := beginAt(t, other, "k", expiry); r2.State != remote.RefreshHeld {
+		t.Fatalf("another caller after the lost reply: %v, want held (the script ran)", r2.State)
+	}
+	if err := st.AbandonRefresh(ctx, "k", r); err != nil {
+		t.Fatalf("AbandonRefresh: %v", err)
+	}
+	if r3 := beginAt(t, other, "k", expiry); r3.State != remote.RefreshGranted {
+		t.Errorf("another caller after AbandonRefresh: %v, want granted", r3.State)
+	}
+	trips := st.Stats().RoundTrips
+	if err := st.AbandonRefresh(ctx, "k", remote.Refresh{State: remote.RefreshHeld}); err != nil {
+		t.Errorf("AbandonRefresh of a held refresh: %v, want nil", err)
+	}
+	if n := st.Stats().RoundTrips - trips; n != 0 {
+		t.Errorf("AbandonRefresh of a refresh holding no lock took %d round trips, want 0", n)
+	}
+}
+
+// TestBeginRefreshRetryFindsOwnLock: a BeginRefresh whose reply is lost
+// and that go-redis sends again (as it does by default) finds the lock its
+// first run took. That lock is the caller's: the refresh is granted, not
+// held by another caller, which would leave the key unrefreshed, by this
+// caller or any other, until the lock expired.
+func TestBeginRefreshRetryFindsOwnLock(t *testing.T) {
+	st, other, p := proxiedStore(t, redistest.Real(t), 1)
+	ctx := context.Background()
+	expiry := setForRefresh(t, st, "k")
+	accepted := p.Accepted()
+	p.DropNextReply()
+	r, err := st.BeginRefresh(ctx, "k", expiry, time.Minute)
+	if err != nil || r.State != remote.RefreshGranted {
+		t.Fatalf("BeginRefresh sent again after its reply was lost = %v, %v; want granted", r.State, err)
+	}
+	if p.Accepted() == accepted {
+		t.Fatal("no new connection: the reply was not dropped")
+	}
+	data, _ := st.Encode("k", "new", time.Minute)
+	if stored, err := st.FinishRefresh(ctx, "k", r, data, time.Minute); err != nil || !stored {
+		t.Errorf("FinishRefresh = %v, %v; want stored", stored, err)
+	}
+	if v := value(t, other, "k"); v != "new" {
+		t.Errorf("L2 holds %q after the refresh, want new", v)
 	}
 }

@@ -53,7 +53,7 @@ func (h *betweenPipelined) ProcessPipelineHook(next redis.ProcessPipelineHook) r
 // a FinishRefresh could run between a value's DEL and its lock's DEL and
 // undo the Delete in L2 (promise 3); and a Ring may put a key and its lock
 // on different shards. So refreshes are not offered there: BeginRefresh
-// says there is nothing to refresh. (It failed before: the refresh was
+// says they are unsupported. (It failed before: the refresh was
 // granted and stored over the Delete.)
 func TestReviewShardedDeleteRacesFinishRefresh(t *testing.T) {
 	redistest.Run(t, func(t *testing.T, s *redistest.Server) {
@@ -65,11 +65,11 @@ func TestReviewShardedDeleteRacesFinishRefresh(t *testing.T) {
 		ctx := context.Background()
 		set(t, st, "k", "old", 5*time.Second)
 		r := begin(t, st, "k")
-		if r.State == remote.RefreshGone {
+		if r.State == remote.RefreshUnsupported {
 			return // refreshes are not offered on a Ring: nothing can race
 		}
 		if r.State != remote.RefreshGranted {
-			t.Fatalf("%v, want gone (or granted, and then safe)", r.State)
+			t.Fatalf("%v, want unsupported (or granted, and then safe)", r.State)
 		}
 		data, _ := st.Encode("k", "loaded before the delete", time.Minute)
 		var stored bool

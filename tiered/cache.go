@@ -136,10 +136,12 @@ func (c *Cache[V]) closeEarly() {
 	c.l1.Close()
 }
 
-// Close stops the cache. It unregisters from the bus (and closes the bus if
-// the cache made it), cancels every load in progress and waits for them to
-// end (each releases its leases, one Redis round trip at most), then frees
-// L1. Callers waiting on a cancelled load get [ErrClosed]. A loader that
+// Close stops the cache. It closes L1, so that no read is answered from
+// it once the cache no longer hears invalidations; unregisters from the
+// bus (and closes the bus if the cache made it); and cancels every load
+// and refresh in progress and waits for them to end (each releases its
+// leases or refresh lock, one Redis round trip at most). Callers waiting
+// on a cancelled load get [ErrClosed]. A loader that
 // ignores its context is not waited for: its goroutine ends when it
 // returns, and its result is dropped. Close does not touch L2 data, and does not
 // close Options.Redis or a shared Options.Bus. It is idempotent; afterwards
@@ -154,6 +156,14 @@ func (c *Cache[V]) Close() error {
 	c.isClosed.Store(true)
 	c.mu.Unlock()
 
+	// L1 closes before the handler goes: once the bus stops applying
+	// invalidations here, an L1 entry may be stale and must not be
+	// served. l1.Close returns once every lookup that found L1 open has
+	// read its entry, all of them while invalidations still applied; from
+	// then on L1 misses (so Get returns ErrClosed) and ignores fills, so
+	// the loads still running cannot refill it. This costs the hit path
+	// nothing: it checks that L1 is open already.
+	c.l1.Close()
 	c.reg.Close()
 	var err error
 	if c.ownBus {
@@ -161,7 +171,6 @@ func (c *Cache[V]) Close() error {
 	}
 	c.cancel()
 	c.loads.Wait()
-	c.l1.Close()
 	return err
 }
 

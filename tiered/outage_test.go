@@ -265,6 +265,16 @@ func TestStaleIfError(t *testing.T) {
 			if n := c.Stats().StaleServed; n == 0 {
 				t.Error("StaleServed = 0 after serving k stale")
 			}
+			// A read L1 cannot answer, stale or not, is no L1 hit: it is
+			// counted in L1Bypassed. (Each stale miss counted as a hit.)
+			before := c.Stats()
+			if v, err := c.GetOrLoad(ctx, "never-cached", load); err != nil || v != "db" {
+				t.Fatalf("GetOrLoad(never-cached) during the outage = %q, %v; want the loader's value", v, err)
+			}
+			if after := c.Stats(); after.L1.Hits != before.L1.Hits || after.L1Bypassed == before.L1Bypassed {
+				t.Errorf("a read L1 could not answer moved L1.Hits from %d to %d and L1Bypassed from %d to %d; want Hits unchanged, L1Bypassed up",
+					before.L1.Hits, after.L1.Hits, before.L1Bypassed, after.L1Bypassed)
+			}
 			// Past StaleIfError (plus the coarse clock's tick) the entry is
 			// no longer served: the property is about elapsed time.
 			time.Sleep(time.Until(filled.Add(staleFor + 50*time.Millisecond)))

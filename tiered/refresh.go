@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -90,17 +91,27 @@ func (r *refreshes) done(key string) {
 	r.mu.Unlock()
 }
 
-// refreshDue is called by a hit that found key's entry due. It claims the
+// refreshDue is called by a hit that found key's entry due. Unless a
+// refresh or revalidation of key runs on this node already, it claims the
 // entry's refresh and starts it in the background; the caller never
-// waits. The refresh keeps the
-// values of the caller's ctx (a loader may read a tenant or a trace from
-// it), not its cancellation.
+// waits. The refresh keeps the values of the caller's ctx (a loader may
+// read a tenant or a trace from it), not its cancellation.
 func (c *Cache[V]) refreshDue(callerCtx context.Context, key string, load BatchLoader[V]) {
-	expiry, ok := c.l1.ClaimRefresh(key)
-	if !ok {
+	// The key's slot comes before the entry's claim: a claim spent while
+	// another refresh of the key runs here would start nothing, and the
+	// entry, claimed once and for all, would never be refreshed. Taking
+	// the slot first leaves the claim to a hit after that refresh ends.
+	// It costs each hit of a due entry the slot's lock until one claims
+	// it, which is the first hit unless a refresh of the key runs here.
+	if !c.refreshing.start(key) {
 		return
 	}
-	c.inBackground(key, func() {
+	expiry, ok := c.l1.ClaimRefresh(key)
+	if !ok {
+		c.refreshing.done(key)
+		return
+	}
+	c.runBackground(key, func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), c.opts.LoadTimeout)
 		stop := context.AfterFunc(c.closing, cancel)
 		defer func() { stop(); cancel() }()
@@ -118,9 +129,15 @@ func (c *Cache[V]) refreshDue(callerCtx context.Context, key string, load BatchL
 // the cache owns (Close waits for it), unless one is running for key on
 // this node already or the cache is closed. It counts it in Refreshes.
 func (c *Cache[V]) inBackground(key string, fn func()) {
-	if !c.refreshing.start(key) {
-		return
+	if c.refreshing.start(key) {
+		c.runBackground(key, fn)
 	}
+}
+
+// runBackground is inBackground for a caller that has taken key's slot in
+// c.refreshing; the slot is freed when fn returns, or at once if the
+// cache is closed.
+func (c *Cache[V]) runBackground(key string, fn func()) {
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
@@ -150,10 +167,30 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 	end(err)
 	if err != nil {
 		c.l2Failed(ctx, "refresh", 0, err)
+		if !errors.Is(err, remote.ErrUnavailable) { // else nothing was sent
+			// The script may have run and taken the lock though its reply
+			// was lost (a timeout, or Close cancelling ctx). Left alone, it
+			// holds off every node's refresh of the key for LoadTimeout +
+			// RedisTimeout.
+			c.abandonRefresh(ctx, key, r)
+		}
 		return
 	}
 	switch r.State {
-	case remote.RefreshGone: // expired or being loaded: the next read loads
+	case remote.RefreshUnsupported: // not on this client: the value runs out its TTL
+		return
+	case remote.RefreshGone:
+		// L2 no longer holds the value: it was evicted or flushed, or
+		// deleted by a write whose message has not arrived yet, and a
+		// load may be on its way. Serving it on until its L1 TTL would
+		// serve what L2 lost, so drop it now, as a peer's invalidation
+		// would. Nothing brings it back: the epoch bump hides the entry
+		// (from GetExpired and GetStale too) and refuses every fill
+		// stamped before it, a read of L2 that raced this one among
+		// them; a fill stamped after it reads L2 after the value was
+		// gone, so it installs what replaced it. The key's flight is
+		// kept: a load running is what refills the key.
+		c.l1.Invalidate(key)
 		return
 	case remote.RefreshDone:
 		c.st.refreshesElsewhere.Add(1)
@@ -195,7 +232,11 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 		c.finishRefresh(ctx, key, r, nil, 0)
 		return
 	}
-	if !c.finishRefresh(ctx, key, r, data, ttl) {
+	stored, ok := c.finishRefresh(ctx, key, r, data, ttl)
+	if !ok {
+		return // counted in L2Errors; whether it stored is unknown
+	}
+	if !stored {
 		c.st.refreshesRefused.Add(1) // a write came first; its value stands
 		return
 	}
@@ -207,18 +248,36 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, expiry uint64, load 
 }
 
 // finishRefresh ends a granted refresh, storing data unless it is nil,
-// and reports whether it was stored. The round trip gets its own bound, so
-// that a loader that used up the load's time still frees the lock.
-func (c *Cache[V]) finishRefresh(ctx context.Context, key string, r remote.Refresh, data []byte, ttl time.Duration) bool {
+// and reports whether it was stored, and ok == false if the round trip
+// failed (counted), when that is unknown. The round trip gets its own
+// bound, so that a loader that used up the load's time still frees the
+// lock.
+func (c *Cache[V]) finishRefresh(ctx context.Context, key string, r remote.Refresh, data []byte, ttl time.Duration) (stored, ok bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.RedisTimeout)
 	defer cancel()
 	ctx, end := c.trace(ctx, OpL2, "refresh", 1)
-	ok, err := c.l2.FinishRefresh(ctx, key, r, data, ttl)
+	stored, err := c.l2.FinishRefresh(ctx, key, r, data, ttl)
+	end(err)
+	if err != nil {
+		c.l2Failed(ctx, "refresh", 0, err)
+		return false, false
+	}
+	return stored, true
+}
+
+// abandonRefresh frees the refresh lock that r, from a BeginRefresh that
+// failed, may hold. Like finishRefresh it has its own bound and keeps
+// only ctx's values: ctx may be what ended the refresh (LoadTimeout,
+// Close).
+func (c *Cache[V]) abandonRefresh(ctx context.Context, key string, r remote.Refresh) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.RedisTimeout)
+	defer cancel()
+	ctx, end := c.trace(ctx, OpL2, "refresh", 1)
+	err := c.l2.AbandonRefresh(ctx, key, r)
 	end(err)
 	if err != nil {
 		c.l2Failed(ctx, "refresh", 0, err)
 	}
-	return ok
 }
 
 // awaitRefreshed reads key from L2, while another node refreshes it, until
@@ -236,7 +295,8 @@ func (c *Cache[V]) awaitRefreshed(ctx context.Context, key string, expiry uint64
 			return
 		}
 		if !ok {
-			return // gone: the next read loads
+			c.l1.Invalidate(key) // gone from L2: as for RefreshGone in refresh
+			return
 		}
 		if it.Expiry() != expiry {
 			_, _, _ = c.accept(key, it, st)

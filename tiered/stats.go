@@ -62,7 +62,9 @@ type Stats struct {
 	Bus invalidation.Stats
 
 	// L1Bypassed counts reads that skipped L1 because the bus could not
-	// prove its subscription alive.
+	// prove its subscription alive. They are not counted in L1.Hits or
+	// L1.Misses, also when StaleIfError answers them from L1 (those are
+	// counted in StaleServed).
 	L1Bypassed uint64
 	// L2Hits and L2Misses count keys looked up in L2 after an L1 miss; a
 	// cached "not found" is a hit.
@@ -103,8 +105,10 @@ type Stats struct {
 	// expired entry was served). RefreshesElsewhere counts those that
 	// found another node refreshing the key, or done with it already;
 	// RefreshesRefused those whose loaded value was not stored because a
-	// write of the key came first; RefreshFailures those whose loader
-	// failed (the current value is kept until it expires).
+	// write of the key came first (a failed round trip is counted in
+	// L2Errors instead); RefreshFailures those whose loader failed (the
+	// current value is kept until it expires). A refresh that finds the
+	// key gone from L2 drops it from L1, counted in L1.Invalidations.
 	Refreshes, RefreshesElsewhere, RefreshesRefused, RefreshFailures uint64
 	// RevalidateServed counts GetOrLoad calls answered with an expired
 	// entry under StaleWhileRevalidate.
