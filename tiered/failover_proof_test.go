@@ -117,10 +117,20 @@ func replicated(t testing.TB) (master, replica *redistest.Server) {
 	host, port, _ := net.SplitHostPort(master.Addr)
 	replica = redistest.RealWith(t, "--replicaof", host, port)
 	mc := master.Client(t)
+	// Online is not enough: a replica acknowledges writes only once it has
+	// loaded what the master sent it.
 	eventually(t, 10*time.Second, func() bool {
-		info, _ := mc.Info(context.Background(), "replication").Result()
-		return strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
-	}, "replica in sync")
+		ctx := context.Background()
+		info, _ := mc.Info(ctx, "replication").Result()
+		if !strings.Contains(info, "connected_slaves:1") || !strings.Contains(info, "state=online") {
+			return false
+		}
+		if err := mc.Set(ctx, "replicated", "1", 0).Err(); err != nil {
+			return false
+		}
+		n, err := mc.Wait(ctx, 1, 100*time.Millisecond).Result()
+		return err == nil && n == 1
+	}, "replica in sync and acknowledging")
 	return master, replica
 }
 
