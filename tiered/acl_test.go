@@ -121,3 +121,29 @@ func TestNoChannelRights(t *testing.T) {
 		t.Errorf("the breaker opened on permission errors")
 	}
 }
+
+// TestTLS: the cache works over TLS (a redis-server with a certificate
+// from a throwaway authority made by the test): writes, loads and the bus.
+func TestTLS(t *testing.T) {
+	s, tc := redistest.RealTLS(t)
+	mk := func() *Cache[string] {
+		rdb := redis.NewClient(&redis.Options{Addr: s.TLSAddr, TLSConfig: tc})
+		t.Cleanup(func() { _ = rdb.Close() })
+		return newCacheOn(t, rdb, nil)
+	}
+	a, b := mk(), mk()
+	ctx := context.Background()
+	if err := a.Set(ctx, "k", "v1"); err != nil {
+		t.Fatalf("Set over TLS: %v", err)
+	}
+	warm(t, []*Cache[string]{b}, "k", "v1")
+	if err := a.Set(ctx, "k", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, func() bool { v, _ := b.Get(ctx, "k"); return v == "v2" }, "b sees the write over TLS")
+	plain := redis.NewClient(&redis.Options{Addr: s.TLSAddr})
+	t.Cleanup(func() { _ = plain.Close() })
+	if err := plain.Ping(ctx).Err(); err == nil {
+		t.Error("a client without TLS reached the TLS port: the test does not exercise TLS")
+	}
+}

@@ -60,6 +60,13 @@ func (s *Server) pickPorts(pick portSource, clusterNode bool) error {
 		return err
 	}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if s.tls != nil {
+		tport, err := pick()
+		if err != nil {
+			return err
+		}
+		s.TLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tport))
+	}
 	s.bus = 0
 	if clusterNode {
 		// The bus port would default to port+10000, which nobody checked

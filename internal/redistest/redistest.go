@@ -42,13 +42,17 @@ type Server struct {
 	Addr string
 	// Real reports whether this is a redis-server process rather than miniredis.
 	Real bool
+	// TLSAddr is host:port of the TLS listener of a server from [RealTLS],
+	// empty otherwise.
+	TLSAddr string
 
 	mini     *miniredis.Miniredis
 	bin      string
 	dir      string
-	sentinel string   // a sentinel's config file; empty for a plain server
-	bus      int      // cluster bus port (--cluster-port); 0 outside a cluster
-	extra    []string // more redis-server arguments
+	sentinel string    // a sentinel's config file; empty for a plain server
+	bus      int       // cluster bus port (--cluster-port); 0 outside a cluster
+	extra    []string  // more redis-server arguments
+	tls      *tlsFiles // certificate and key of a RealTLS server; nil for others
 
 	mu     sync.Mutex // guards proc and exited
 	proc   *exec.Cmd
@@ -140,6 +144,11 @@ func (s *Server) start() error {
 	)
 	if s.bus != 0 {
 		args = append(args, "--cluster-port", strconv.Itoa(s.bus))
+	}
+	if s.tls != nil {
+		_, tport, _ := net.SplitHostPort(s.TLSAddr)
+		args = append(args, "--tls-port", tport, "--tls-cert-file", s.tls.cert, "--tls-key-file", s.tls.key,
+			"--tls-ca-cert-file", s.tls.ca, "--tls-auth-clients", "no")
 	}
 	cmd := exec.Command(s.bin, append(args, s.extra...)...)
 	dieWithParent(cmd)
