@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,15 +42,36 @@ type beat struct {
 	sent int64
 }
 
+// maxBeatsOut bounds the heartbeats on their way at once: each that a
+// Redis which does not answer holds also holds a connection of the
+// client's pool.
+const maxBeatsOut = 3
+
 // heartbeatLoop publishes a heartbeat at once (so New can return quickly),
-// then every HeartbeatInterval, until Close.
+// then every HeartbeatInterval, until Close. Each goes out on a goroutine
+// of its own: a client without ContextTimeoutEnabled holds a publish to a
+// Redis that does not answer for its ReadTimeout, times MaxRetries+1
+// (about 12s by default), and the heartbeats must not wait for that once
+// Redis answers again. A tick that finds maxBeatsOut still on their way
+// skips its heartbeat. Close waits for those out.
 func (b *Bus) heartbeatLoop() {
 	defer b.wg.Done()
 	t := time.NewTicker(b.opts.HeartbeatInterval)
 	defer t.Stop()
+	var out atomic.Int32 // heartbeats on their way
 	for {
-		b.beat()
-		b.resendFailed()
+		if out.Add(1) <= maxBeatsOut {
+			b.wg.Add(1) // from a goroutine wg counts: no race with Close's Wait
+			go func() {
+				defer b.wg.Done()
+				defer out.Add(-1)
+				b.beat()
+				b.resendFailed()
+			}()
+		} else {
+			out.Add(-1)
+			b.n.heartbeatsSkipped.Add(1)
+		}
 		select {
 		case <-b.ctx.Done():
 			return

@@ -15,7 +15,10 @@ type Stats struct {
 
 	HeartbeatsSent  uint64 // heartbeats published
 	HeartbeatErrors uint64 // heartbeats that failed to publish
-	HeartbeatsHeard uint64 // own heartbeats received back
+	// HeartbeatsSkipped counts ticks at which the previous heartbeat was
+	// still on its way (a client stuck on a Redis that does not answer).
+	HeartbeatsSkipped uint64
+	HeartbeatsHeard   uint64 // own heartbeats received back
 
 	Received       uint64 // peers' invalidations (delete or clear) applied
 	ReceivedKeys   uint64 // keys in peers' delete messages
@@ -56,6 +59,7 @@ type Stats struct {
 type counters struct {
 	messages, messageKeys                               atomic.Uint64
 	heartbeatsSent, heartbeatErrors, heartbeatsHeard    atomic.Uint64
+	heartbeatsSkipped                                   atomic.Uint64
 	received, receivedKeys, peerHeartbeats, ownSkipped  atomic.Uint64
 	ownApplied                                          atomic.Uint64
 	malformed, foreign                                  atomic.Uint64
@@ -73,6 +77,7 @@ func (b *Bus) Stats() Stats {
 		MessageKeys:         n.messageKeys.Load(),
 		HeartbeatsSent:      n.heartbeatsSent.Load(),
 		HeartbeatErrors:     n.heartbeatErrors.Load(),
+		HeartbeatsSkipped:   n.heartbeatsSkipped.Load(),
 		HeartbeatsHeard:     n.heartbeatsHeard.Load(),
 		Received:            n.received.Load(),
 		ReceivedKeys:        n.receivedKeys.Load(),

@@ -30,8 +30,9 @@ const (
 // threshold consecutive outage errors it opens: calls return ErrUnavailable
 // without touching the network, for an open window that starts at minOpen
 // and doubles on each failed probe up to maxOpen. When the window ends,
-// the next call is let through as the probe; its success closes the
-// breaker, its failure opens it again. Any success closes it: a slow call
+// the next call starts a probe in the background and is refused like the
+// others; the probe's success closes the breaker, its failure opens it
+// again. Any success closes it: a slow call
 // that started before the breaker opened and then worked proves Redis is
 // there. It is lock-free; admit costs one atomic load while closed, and
 // one monotonic clock read more while open.
@@ -56,12 +57,17 @@ type breaker struct {
 	onChange func(open bool)
 }
 
-// admit reports whether a call may go to Redis now.
-func (b *breaker) admit() bool {
+// admit reports whether a call may go to Redis now, and, when it may not,
+// whether the caller must start a probe: the open window has ended, and a
+// probe in the background (Store.probe) tests Redis while the callers keep
+// going elsewhere, so that no caller waits out a Redis that still does not
+// answer.
+func (b *breaker) admit() (ok, probe bool) {
 	st := b.state.Load()
 	if b.disabled || st == breakerClosed {
-		return true
+		return true, false
 	}
+	b.rejected.Add(1)
 	now := b.now()
 	if until := b.until.Load(); now >= until {
 		// Saturated: a probeFor near the largest duration ("no limit")
@@ -70,13 +76,12 @@ func (b *breaker) admit() bool {
 		switch {
 		case st == breakerOpen && b.state.CompareAndSwap(breakerOpen, breakerProbing):
 			b.until.Store(next)
-			return true // this call is the probe
+			return false, true
 		case st == breakerProbing && b.until.CompareAndSwap(until, next):
-			return true // the last probe never reported back; this one takes over
+			return false, true // the last probe never reported back; probe again
 		}
 	}
-	b.rejected.Add(1)
-	return false
+	return false, false
 }
 
 // outcome classifies a finished call for the breaker.

@@ -234,8 +234,8 @@ func TestBreakerOpenWindowMonotonic(t *testing.T) {
 			}
 			st.brk.record(outage)
 			st.brk.start = st.brk.start.Add(-tt.give)
-			if got := st.brk.admit(); got != tt.want {
-				t.Errorf("admit() %v after the breaker opened for %v = %v, want %v", tt.give, time.Hour, got, tt.want)
+			if _, got := st.brk.admit(); got != tt.want {
+				t.Errorf("admit() %v after the breaker opened for %v: probe = %v, want %v", tt.give, time.Hour, got, tt.want)
 			}
 		})
 	}

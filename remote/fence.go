@@ -145,7 +145,7 @@ func (s *Store) fenceToken(rctx context.Context) (*fenceToken, error) {
 	}
 	t := &fenceToken{token: make([]byte, tokenLen)}
 	_, _ = rand.Read(t.token) // never fails (crypto/rand, Go 1.24+)
-	if err := s.rdb.Set(rctx, key, t.token, fenceTTL).Err(); err != nil {
+	if err := s.do(rctx, func() error { return s.rdb.Set(rctx, key, t.token, fenceTTL).Err() }); err != nil {
 		// It may still land; its token was never sent with a write, so it
 		// makes the next write raise once more, nothing worse. (The
 		// write's end counts this round trip, the only one it made.)
@@ -190,10 +190,14 @@ func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, ch
 		if attempt > 1 { // Write's end counts the first
 			s.stats.roundTrips.Add(1)
 		}
-		cmd, wait := s.runFenced(ctx, fencedWriteScript.EvalSha, keys, args)
-		if isNoScript(cmd.Err()) { // it did not run; EVAL loads it
+		cmd, wait, err := s.runFenced(ctx, fencedWriteScript.EvalSha, keys, args)
+		if err == nil && isNoScript(cmd.Err()) { // it did not run; EVAL loads it
 			s.stats.roundTrips.Add(1)
-			cmd, wait = s.runFenced(ctx, fencedWriteScript.Eval, keys, args)
+			cmd, wait, err = s.runFenced(ctx, fencedWriteScript.Eval, keys, args)
+		}
+		if err != nil { // abandoned: the write may still land
+			s.fence.spoil(t)
+			return nil, err
 		}
 		n, err := cmd.Int64()
 		var re redis.Error
@@ -220,18 +224,28 @@ func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, ch
 }
 
 // runFenced sends the fenced write with run (the script's EvalSha or Eval)
-// and, with Options.WaitReplicas, a WAIT in the same round trip.
+// and, with Options.WaitReplicas, a WAIT in the same round trip. err is
+// set only when the call was abandoned (see do): cmd and wait are then nil.
 func (s *Store) runFenced(ctx context.Context, run func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd,
-	keys []string, args []any) (cmd *redis.Cmd, wait *redis.IntCmd) {
-	if s.opts.WaitReplicas <= 0 {
-		return run(ctx, s.rdb, keys, args...), nil
+	keys []string, args []any) (cmd *redis.Cmd, wait *redis.IntCmd, err error) {
+	var c *redis.Cmd
+	var w *redis.IntCmd
+	err = s.do(ctx, func() error {
+		if s.opts.WaitReplicas <= 0 {
+			c = run(ctx, s.rdb, keys, args...)
+			return c.Err()
+		}
+		pipe := s.rdb.Pipeline()
+		c = run(ctx, pipe, keys, args...)
+		w = redis.NewIntCmd(ctx, "wait", s.opts.WaitReplicas, max(s.opts.Timeout/2, time.Millisecond).Milliseconds())
+		_ = pipe.Process(ctx, w)
+		_, _ = pipe.Exec(ctx) // each command's error is read by the caller
+		return c.Err()
+	})
+	if isAbandoned(err) {
+		return nil, nil, err
 	}
-	pipe := s.rdb.Pipeline()
-	cmd = run(ctx, pipe, keys, args...)
-	wait = redis.NewIntCmd(ctx, "wait", s.opts.WaitReplicas, max(s.opts.Timeout/2, time.Millisecond).Milliseconds())
-	_ = pipe.Process(ctx, wait)
-	_, _ = pipe.Exec(ctx) // each command's error is read by the caller
-	return cmd, wait
+	return c, w, nil
 }
 
 // ErrNotReplicated is returned, wrapped, by [Store.Write] with

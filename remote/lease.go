@@ -132,7 +132,12 @@ func (s *Store) leaseOne(ctx context.Context, key string, marker []byte, ms int6
 		if !ok {
 			return nil, start, ErrUnavailable
 		}
-		res, err := setLease(rctx, s.rdb, key, marker, ms).Result()
+		var res any // read only when the call was not abandoned
+		err := s.do(rctx, func() error {
+			var err error
+			res, err = setLease(rctx, s.rdb, key, marker, ms).Result()
+			return err
+		})
 		cancel()
 		if !s.refusesSetNXGet(err) {
 			now := s.end(rctx, opLease, start, err)
@@ -345,11 +350,13 @@ func (s *Store) ReleaseMany(ctx context.Context, keys []string, tokens [][]byte)
 	// NOSCRIPT answer would need to. Releases are rare; the script's bytes
 	// cost nothing that matters.
 	cmds := make([]*redis.Cmd, len(calls))
-	s.pipeline(ctx, opRelease, func(rctx context.Context, pipe redis.Pipeliner) {
+	if _, err := s.pipeline(ctx, opRelease, func(rctx context.Context, pipe redis.Pipeliner) {
 		for i, c := range calls {
 			cmds[i] = releaseScript.Eval(rctx, pipe, c.scriptKeys(), c.args...)
 		}
-	})
+	}); err != nil {
+		return opError("release", keys[0], err)
+	}
 	for i, c := range cmds {
 		if err := c.Err(); err != nil {
 			return opError("release", keys[i], err)
@@ -406,11 +413,14 @@ func (s *Store) leaseMany(ctx context.Context, calls []scriptCall) ([]*redis.Cmd
 		return s.evalMany(ctx, opLease, leaseScript, calls)
 	}
 	cmds := make([]*redis.Cmd, len(calls))
-	now := s.pipeline(ctx, opLease, func(rctx context.Context, pipe redis.Pipeliner) {
+	now, err := s.pipeline(ctx, opLease, func(rctx context.Context, pipe redis.Pipeliner) {
 		for i, c := range calls {
 			cmds[i] = setLease(rctx, pipe, c.key, c.args[0].([]byte), c.args[1].(int64))
 		}
 	})
+	if err != nil {
+		return failedCmds(ctx, len(calls), err), now
+	}
 	// Only the commands a server refused go again, through the script: on
 	// a cluster in mid-upgrade, the others have already taken their leases.
 	var retry []scriptCall
@@ -459,7 +469,12 @@ func (s *Store) evalKeys(ctx context.Context, o op, script *redis.Script, keys [
 	if !ok {
 		return nil, start, ErrUnavailable
 	}
-	res, err := script.EvalSha(rctx, s.rdb, keys, args...).Result()
+	var res any // read only when the call was not abandoned
+	err := s.do(rctx, func() error {
+		var err error
+		res, err = script.EvalSha(rctx, s.rdb, keys, args...).Result()
+		return err
+	})
 	cancel()
 	now := s.end(rctx, o, start, err)
 	if !isNoScript(err) {
@@ -469,10 +484,15 @@ func (s *Store) evalKeys(ctx context.Context, o op, script *redis.Script, keys [
 	if !ok {
 		return nil, start, ErrUnavailable
 	}
-	res, err = script.Eval(rctx, s.rdb, keys, args...).Result()
+	var again any
+	err = s.do(rctx, func() error {
+		var err error
+		again, err = script.Eval(rctx, s.rdb, keys, args...).Result()
+		return err
+	})
 	cancel()
 	now = s.end(rctx, o, start, err)
-	return res, now, err
+	return again, now, err
 }
 
 // evalMany runs script once per call in one pipeline of EVALSHA, then, only
@@ -481,11 +501,14 @@ func (s *Store) evalKeys(ctx context.Context, o op, script *redis.Script, keys [
 // reads each command's error; the pipeline's own error is the first of them.
 func (s *Store) evalMany(ctx context.Context, o op, script *redis.Script, calls []scriptCall) ([]*redis.Cmd, time.Time) {
 	cmds := make([]*redis.Cmd, len(calls))
-	now := s.pipeline(ctx, o, func(rctx context.Context, pipe redis.Pipeliner) {
+	now, err := s.pipeline(ctx, o, func(rctx context.Context, pipe redis.Pipeliner) {
 		for i, c := range calls {
 			cmds[i] = script.EvalSha(rctx, pipe, c.scriptKeys(), c.args...)
 		}
 	})
+	if err != nil {
+		return failedCmds(ctx, len(calls), err), now
+	}
 	var retry []int
 	for i, c := range cmds {
 		if isNoScript(c.Err()) {
@@ -495,36 +518,64 @@ func (s *Store) evalMany(ctx context.Context, o op, script *redis.Script, calls 
 	if len(retry) == 0 {
 		return cmds, now
 	}
-	now = s.pipeline(ctx, o, func(rctx context.Context, pipe redis.Pipeliner) {
-		for _, i := range retry {
-			cmds[i] = script.Eval(rctx, pipe, calls[i].scriptKeys(), calls[i].args...)
+	again := make([]*redis.Cmd, len(retry))
+	now, err = s.pipeline(ctx, o, func(rctx context.Context, pipe redis.Pipeliner) {
+		for n, i := range retry {
+			again[n] = script.Eval(rctx, pipe, calls[i].scriptKeys(), calls[i].args...)
 		}
 	})
+	if err != nil {
+		again = failedCmds(ctx, len(retry), err)
+	}
+	for n, i := range retry {
+		cmds[i] = again[n]
+	}
 	return cmds, now
 }
 
 // pipeline runs the commands that add queues in one round trip and returns
-// the time the replies arrived.
-func (s *Store) pipeline(ctx context.Context, o op, add func(context.Context, redis.Pipeliner)) time.Time {
+// the time the replies arrived. When the call was abandoned (see do), it
+// returns an error: the commands add queued are still being written by the
+// client and must not be read; the caller treats every one as failed with
+// that error (failedCmds).
+func (s *Store) pipeline(ctx context.Context, o op, add func(context.Context, redis.Pipeliner)) (time.Time, error) {
 	pipe := s.rdb.Pipeline()
 	rctx, cancel, start, ok := s.begin(ctx)
 	add(rctx, pipe)
-	cmds, _ := pipe.Exec(rctx)
-	cancel()
-	if !ok { // rctx was cancelled: nothing was sent
+	if !ok { // rctx was cancelled: nothing is sent
+		cmds, _ := pipe.Exec(rctx)
+		cancel()
 		for _, c := range cmds {
 			c.SetErr(ErrUnavailable)
 		}
-		return start
+		return start, nil
 	}
-	// Exec returns the first command's error, which may be a NOSCRIPT that
-	// evalMany handles; a failed round trip is any other error.
-	var err error
-	for _, c := range cmds {
-		if e := c.Err(); e != nil && e != redis.Nil && !isNoScript(e) {
-			err = e
-			break
+	err := s.do(rctx, func() error {
+		cmds, _ := pipe.Exec(rctx)
+		// Exec returns the first command's error, which may be a NOSCRIPT
+		// that evalMany handles; a failed round trip is any other error.
+		for _, c := range cmds {
+			if e := c.Err(); e != nil && e != redis.Nil && !isNoScript(e) {
+				return e
+			}
 		}
+		return nil
+	})
+	cancel()
+	now := s.end(rctx, o, start, err)
+	if isAbandoned(err) {
+		return now, err
 	}
-	return s.end(rctx, o, start, err)
+	return now, nil
+}
+
+// failedCmds returns n commands that failed with err, in place of those of
+// an abandoned pipeline.
+func failedCmds(ctx context.Context, n int, err error) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, n)
+	for i := range cmds {
+		cmds[i] = redis.NewCmd(ctx)
+		cmds[i].SetErr(err)
+	}
+	return cmds
 }

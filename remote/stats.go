@@ -29,9 +29,17 @@ type Stats struct {
 	FenceRefusals uint64 // writes Redis refused because their fence token was no longer current (sent again after a raise)
 	NotReplicated uint64 // writes applied but acknowledged by fewer than Options.WaitReplicas replicas in time
 
+	// Abandoned counts round trips the Store stopped waiting for at
+	// Options.Timeout while the client, which lacks ContextTimeoutEnabled,
+	// went on with them; AbandonedRunning is how many of them are still
+	// running in the client now (Close waits for them).
+	Abandoned        uint64
+	AbandonedRunning int64
+
 	BreakerOpen     bool   // the circuit breaker refuses calls now (open, or one probe in flight)
 	BreakerOpens    uint64 // times it opened after consecutive outage errors
 	BreakerRejected uint64 // calls refused with ErrUnavailable, never sent
+	BreakerProbes   uint64 // PINGs sent in the background when an open window ended
 }
 
 // op names one kind of Store call for the latency histograms.
@@ -57,6 +65,8 @@ type counters struct {
 	bytesRead, bytesWritten                    atomic.Uint64
 	leasesGranted, leasesHeld, fillsRefused    atomic.Uint64
 	fenceRaises, fenceRefusals, notReplicated  atomic.Uint64
+	abandoned, probes                          atomic.Uint64
+	running                                    atomic.Int64
 	latency                                    [numOps]histogram.Histogram
 }
 
@@ -77,9 +87,13 @@ func (s *Store) Stats() Stats {
 		FenceRefusals: c.fenceRefusals.Load(),
 		NotReplicated: c.notReplicated.Load(),
 
+		Abandoned:        c.abandoned.Load(),
+		AbandonedRunning: c.running.Load(),
+
 		BreakerOpen:     s.brk.isOpen(),
 		BreakerOpens:    s.brk.opened.Load(),
 		BreakerRejected: s.brk.rejected.Load(),
+		BreakerProbes:   c.probes.Load(),
 	}
 }
 
@@ -119,7 +133,10 @@ type Histogram struct {
 // with the cancelled context, and the caller overwrites their errors).
 func (s *Store) begin(ctx context.Context) (rctx context.Context, cancel context.CancelFunc, start time.Time, ok bool) {
 	start = time.Now()
-	if !s.brk.admit() {
+	if ok, probe := s.brk.admit(); !ok {
+		if probe {
+			s.startProbe()
+		}
 		rctx, cancel = context.WithCancel(ctx)
 		cancel()
 		return rctx, cancel, start, false

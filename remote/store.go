@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -38,6 +39,13 @@ type Store struct {
 	// scriptLease is set once the server has refused SET with both NX and
 	// GET (Redis before 7.0); leases then go through leaseScript.
 	scriptLease atomic.Bool
+	// detach is set for a client that does not cut a call short at its
+	// context's deadline: each round trip then runs on a goroutine of its
+	// own, counted in calls (see detach.go).
+	detach bool
+	calls  sync.WaitGroup // abandoned calls and breaker probes; Adds under mu's read lock
+	mu     sync.RWMutex   // guards closed
+	closed bool           // set by Close: no goroutine starts after it
 }
 
 // topology decides how batches travel.
@@ -73,6 +81,7 @@ func New(o Options) (*Store, error) {
 	if s.fence == nil {
 		s.fence = new(Fence)
 	}
+	s.detach = !honoursDeadline(o.Redis)
 	s.brk = breaker{
 		threshold: int32(o.BreakerThreshold),
 		minOpen:   o.BreakerMinOpen,
@@ -285,14 +294,18 @@ func (s *Store) Get(ctx context.Context, key string) (it Item, ok bool, err erro
 	if !ok {
 		return Item{}, false, opError("get", key, ErrUnavailable)
 	}
-	var b []byte
-	if s.masterReads {
-		var str string
-		str, err = s.rdb.Do(rctx, "getex", s.prefix+key).Text()
-		b = stringBytes(str)
-	} else {
-		b, err = s.rdb.Get(rctx, s.prefix+key).Bytes()
-	}
+	var b []byte // read only when err is nil: an abandoned call may still write it
+	err = s.do(rctx, func() error {
+		var err error
+		if s.masterReads {
+			var str string
+			str, err = s.rdb.Do(rctx, "getex", s.prefix+key).Text()
+			b = stringBytes(str)
+		} else {
+			b, err = s.rdb.Get(rctx, s.prefix+key).Bytes()
+		}
+		return err
+	})
 	cancel()
 	now := s.end(rctx, opGet, start, err)
 	if err == redis.Nil {
@@ -342,18 +355,26 @@ func (s *Store) GetMany(ctx context.Context, keys []string) (items []Item, ok []
 	if !admitted {
 		return items, ok, &OpError{Op: "get many", Detail: fmt.Sprintf("(%d keys)", len(keys)), Err: ErrUnavailable}
 	}
-	var vals []any
-	switch {
-	case s.masterReads:
-		vals, err = s.getPipelined(rctx, full, "getex")
-	case s.topo == topoSingle:
-		vals, err = s.rdb.MGet(rctx, full...).Result()
-	case s.topo == topoCluster:
-		vals, err = s.mgetBySlot(rctx, full)
-	default:
-		vals, err = s.getPipelined(rctx, full, "get")
-	}
+	var got []any // read only when the call was not abandoned
+	err = s.do(rctx, func() error {
+		var err error
+		switch {
+		case s.masterReads:
+			got, err = s.getPipelined(rctx, full, "getex")
+		case s.topo == topoSingle:
+			got, err = s.rdb.MGet(rctx, full...).Result()
+		case s.topo == topoCluster:
+			got, err = s.mgetBySlot(rctx, full)
+		default:
+			got, err = s.getPipelined(rctx, full, "get")
+		}
+		return err
+	})
 	cancel()
+	var vals []any
+	if !isAbandoned(err) {
+		vals = got
+	}
 	now := s.end(rctx, opGetMany, start, err)
 	for i, v := range vals {
 		if str, isStr := v.(string); isStr {

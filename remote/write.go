@@ -194,7 +194,16 @@ func (s *Store) writePipelined(ctx context.Context, sets []SetOp, dels []string)
 	if pipe.Len() == 0 {
 		return nil, nil
 	}
-	return pipe.Exec(ctx)
+	var cmds []redis.Cmder // read only when the call was not abandoned
+	err := s.do(ctx, func() error {
+		var err error
+		cmds, err = pipe.Exec(ctx)
+		return err
+	})
+	if isAbandoned(err) {
+		return nil, err
+	}
+	return cmds, err
 }
 
 // writeBySlot runs one writeScript per hash slot in one pipeline, which
@@ -250,7 +259,7 @@ func (s *Store) publish(ctx context.Context, channel string, msg []byte) error {
 	var err error
 	for attempt := range publishAttempts {
 		s.stats.roundTrips.Add(1)
-		if err = publish.Publish(ctx, s.rdb, channel, msg); err == nil {
+		if err = s.do(ctx, func() error { return publish.Publish(ctx, s.rdb, channel, msg) }); err == nil {
 			return nil
 		}
 		if attempt == publishAttempts-1 || !sleepCtx(ctx, backoff) {

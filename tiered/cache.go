@@ -70,7 +70,7 @@ func New[V any](o Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, opError("new", nil, err)
 	}
-	warnUnboundedTimeout(o)
+	warnRetriedWrites(o)
 	c := &Cache[V]{opts: o, l1: l1, bus: o.Bus}
 	if o.MaxConcurrentLoads > 0 {
 		c.loadSlots = make(chan struct{}, o.MaxConcurrentLoads) // a counting semaphore
@@ -171,6 +171,7 @@ func (c *Cache[V]) Close() error {
 	}
 	c.cancel()
 	c.loads.Wait()
+	c.l2.Close() // calls abandoned in a client without ContextTimeoutEnabled
 	return err
 }
 
@@ -393,32 +394,26 @@ func (c *Cache[V]) L2Latency() map[string]Histogram { return c.l2.Latency() }
 // Namespace returns Options.Namespace.
 func (c *Cache[V]) Namespace() string { return c.opts.Namespace }
 
-// warnUnboundedTimeout logs, once per cache, that RedisTimeout cannot bound
-// a call to an unresponsive Redis: go-redis applies a context's deadline to
-// the socket only with ContextTimeoutEnabled, so without it every call
-// caught in an outage waits the client's ReadTimeout before the breaker
-// counts it.
-func warnUnboundedTimeout(o Options) {
-	var enabled bool
+// warnRetriedWrites logs, once per cache, that the client resends a
+// command whose reply timed out before RedisTimeout: a write's first
+// attempt can then land after a newer write with the same fence token,
+// which the fence cannot tell apart. (A client that lacks
+// ContextTimeoutEnabled needs no warning: remote stops waiting for it at
+// RedisTimeout.)
+func warnRetriedWrites(o Options) {
 	var read time.Duration
 	var retries int
 	switch c := o.Redis.(type) {
 	case *redis.Client:
-		enabled, read, retries = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout, c.Options().MaxRetries
+		read, retries = c.Options().ReadTimeout, c.Options().MaxRetries
 	case *redis.ClusterClient:
-		enabled, read, retries = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout, c.Options().MaxRetries
+		read, retries = c.Options().ReadTimeout, c.Options().MaxRetries
 	default:
 		return
 	}
-	if enabled && read > 0 && read < o.RedisTimeout && retries >= 0 {
+	if read > 0 && read < o.RedisTimeout && retries > 0 { // go-redis stores MaxRetries -1 as 0
 		o.Logger.LogAttrs(context.Background(), slog.LevelWarn,
 			"tiercache: the Redis client's ReadTimeout is shorter than RedisTimeout and it retries: a write whose reply timed out is sent again, and its first attempt can land after a newer write; set ReadTimeout >= RedisTimeout or MaxRetries -1",
 			slog.String("namespace", o.Namespace), slog.Duration("redis_timeout", o.RedisTimeout), slog.Duration("read_timeout", read))
 	}
-	if enabled || (read > 0 && read <= o.RedisTimeout) {
-		return
-	}
-	o.Logger.LogAttrs(context.Background(), slog.LevelWarn,
-		"tiercache: the Redis client lacks ContextTimeoutEnabled, so RedisTimeout does not bound a call to an unresponsive Redis; its ReadTimeout does",
-		slog.String("namespace", o.Namespace), slog.Duration("redis_timeout", o.RedisTimeout), slog.Duration("read_timeout", read))
 }

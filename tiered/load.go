@@ -315,11 +315,13 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 			c.loadUnfilled(ctx, j, garbled)
 		}
 		if len(unsure) > 0 {
-			// Released before the waiters are answered, so that a caller
-			// that got the value finds the key free. A lease command still
-			// held in the network may land after the release; its marker
-			// then lives LeaseTTL, as a crashed holder's would.
-			c.release(ctx, pick(j.keys, unsure), unsureTokens)
+			// The marker, if the command stored it, is released in the
+			// background, retried until Redis answers: the waiters must
+			// not wait another round trip to a Redis that just failed to
+			// answer. A lease command still held in the network may land
+			// after the release; its marker then lives LeaseTTL, as a
+			// crashed holder's would.
+			c.releaseLater(pick(j.keys, unsure), unsureTokens)
 			c.loadUnfilled(ctx, j, unsure)
 		}
 		if len(granted) > 0 {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -285,25 +287,40 @@ func TestStaleIfError(t *testing.T) {
 	}
 }
 
-// TestWarnsWithoutContextTimeout: a client on which RedisTimeout cannot
-// bound a call gets one warning at New; one that honours it gets none.
-func TestWarnsWithoutContextTimeout(t *testing.T) {
+// TestWarnsOnRetriedWrites: a client that resends a command whose reply
+// timed out before RedisTimeout gets one warning at New (a write's first
+// attempt could land after a newer one); one that waits longer, or never
+// resends, gets none. A client without ContextTimeoutEnabled gets none
+// either: the cache stops waiting for its calls at RedisTimeout.
+func TestWarnsOnRetriedWrites(t *testing.T) {
 	s := redistest.Mini(t)
-	for _, enabled := range []bool{false, true} {
-		var buf syncBuffer
-		ro := s.Options()
-		ro.ContextTimeoutEnabled = enabled
-		rdb := redis.NewClient(ro)
-		t.Cleanup(func() { _ = rdb.Close() })
-		c, err := New[string](Options{Redis: rdb, Namespace: "w", RedisTimeout: 100 * time.Millisecond,
-			Logger: slog.New(slog.NewTextHandler(&buf, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = c.Close()
-		if got := strings.Contains(buf.String(), "ContextTimeoutEnabled"); got == enabled {
-			t.Errorf("ContextTimeoutEnabled=%v: warned = %v, want %v; log: %s", enabled, got, !enabled, buf.String())
-		}
+	tests := []struct {
+		name    string
+		read    time.Duration
+		retries int
+		want    bool
+	}{
+		{"short read timeout, retries", 50 * time.Millisecond, 3, true},
+		{"short read timeout, no retries", 50 * time.Millisecond, -1, false},
+		{"the default client", 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf syncBuffer
+			ro := s.Options()
+			ro.ReadTimeout, ro.MaxRetries = tt.read, tt.retries
+			rdb := redis.NewClient(ro)
+			t.Cleanup(func() { _ = rdb.Close() })
+			c, err := New[string](Options{Redis: rdb, Namespace: "w", RedisTimeout: 100 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.Close()
+			if got := strings.Contains(buf.String(), "ReadTimeout"); got != tt.want {
+				t.Errorf("warned = %v, want %v; log: %s", got, tt.want, buf.String())
+			}
+		})
 	}
 }
 
@@ -339,4 +356,144 @@ func TestBreakerStateLogged(t *testing.T) {
 	if got := strings.Count(log, "circuit breaker open"); got != 1 {
 		t.Errorf("log has %d breaker-open records, want 1:\n%s", got, log)
 	}
+}
+
+// TestDefaultClientFailsFast: promise 5 with the clients a new user builds,
+// each with only addresses (no ContextTimeoutEnabled, ReadTimeout 3s,
+// MaxRetries 3): standalone, Cluster and Sentinel, with every server they
+// use frozen (SIGSTOP: connections stay open, nothing is answered, as in a
+// blackhole). A second into the fault, reads cost about the loader and a
+// write fails with ErrUnavailable at once; the cache heals by itself when
+// Redis answers again. No call stuck in go-redis holds a caller. The
+// figures are logged; only gross bounds are asserted (speed belongs in
+// benchmarks).
+func TestDefaultClientFailsFast(t *testing.T) {
+	type setup struct {
+		rdb     redis.UniversalClient
+		servers []*redistest.Server
+	}
+	tests := []struct {
+		name string
+		make func(t *testing.T) setup
+	}{
+		{"standalone", func(t *testing.T) setup {
+			s := redistest.Real(t)
+			rdb := redis.NewClient(&redis.Options{Addr: s.Addr})
+			t.Cleanup(func() { _ = rdb.Close() })
+			return setup{rdb, []*redistest.Server{s}}
+		}},
+		{"cluster", func(t *testing.T) setup {
+			cl := redistest.NewCluster(t)
+			rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs})
+			t.Cleanup(func() { _ = rdb.Close() })
+			var servers []*redistest.Server
+			for _, a := range cl.Addrs {
+				servers = append(servers, cl.Node(t, a))
+			}
+			return setup{rdb, servers}
+		}},
+		{"sentinel", func(t *testing.T) setup {
+			sn := redistest.NewSentinel(t)
+			rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: redistest.SentinelMaster, SentinelAddrs: []string{sn.Addr}})
+			t.Cleanup(func() { _ = rdb.Close() })
+			return setup{rdb, []*redistest.Server{sn.Master}}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			su := tt.make(t)
+			defaultClientOutage(t, su.rdb, su.servers)
+		})
+	}
+}
+
+func defaultClientOutage(t *testing.T, rdb redis.UniversalClient, servers []*redistest.Server) {
+	c, err := New[string](Options{Redis: rdb, Namespace: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	ready, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ready); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "k", "v0"); err != nil {
+		t.Fatal(err)
+	}
+	const loaderCost = time.Millisecond
+	load := func(_ context.Context, k string) (string, error) {
+		time.Sleep(loaderCost) // the loader's cost, not synchronization
+		return "db-" + k, nil
+	}
+	before := runtime.NumGoroutine()
+	paused := false
+	for _, s := range servers {
+		s.Pause(t)
+	}
+	paused = true
+	t.Cleanup(func() { // a failed check must not leave the servers frozen for the cleanups
+		if paused {
+			for _, s := range servers {
+				s.Resume(t)
+			}
+		}
+	})
+	fault := time.Now()
+	var late []time.Duration
+	var slowest time.Duration
+	fast := time.Duration(-1) // from the fault to the first of the reads that cost about the loader
+	peak := 0
+	for i := 0; time.Since(fault) < 1500*time.Millisecond; i++ {
+		start := time.Now()
+		if v, err := c.GetOrLoad(ctx, fmt.Sprint("k", i), load); err != nil || v != fmt.Sprint("db-k", i) {
+			t.Fatalf("GetOrLoad during the fault = %q, %v", v, err)
+		}
+		d := time.Since(start)
+		slowest = max(slowest, d)
+		if d > loaderCost+2*time.Millisecond {
+			fast = -1
+		} else if fast < 0 {
+			fast = start.Sub(fault)
+		}
+		if start.Sub(fault) > time.Second {
+			late = append(late, d)
+		}
+		peak = max(peak, runtime.NumGoroutine())
+	}
+	slices.Sort(late)
+	if len(late) == 0 {
+		t.Fatal("no read ran a second into the fault")
+	}
+	p50, p99 := late[len(late)/2], late[len(late)*99/100]
+	start := time.Now()
+	werr := c.Set(ctx, "k", "v1")
+	failWrite := time.Since(start)
+	st := c.Stats().L2
+	t.Logf("fault to reads at loader speed: %v; reads 1s-1.5s into the fault: %d, p50 %v, p99 %v, slowest read overall %v (loader %v); Set failed in %v with %v",
+		fast.Round(time.Millisecond), len(late), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), slowest.Round(time.Millisecond), loaderCost, failWrite.Round(time.Microsecond), werr)
+	t.Logf("goroutines: %d before the fault, %d at the peak; calls abandoned %d, still running in the client %d", before, peak, st.Abandoned, st.AbandonedRunning)
+	if p99 > 50*time.Millisecond || slowest > time.Second {
+		t.Errorf("reads were held by calls stuck in go-redis: p99 %v a second into the fault, slowest %v", p99, slowest)
+	}
+	if !errors.Is(werr, ErrUnavailable) || failWrite > 100*time.Millisecond {
+		t.Errorf("Set a second into the fault = %v after %v, want ErrUnavailable at once", werr, failWrite)
+	}
+	if st.Abandoned == 0 {
+		t.Errorf("Stats().L2.Abandoned = 0: the calls stuck in go-redis were not abandoned: %+v", st)
+	}
+	for _, s := range servers {
+		s.Resume(t)
+	}
+	paused = false
+	healed := time.Now()
+	eventually(t, 20*time.Second, func() bool {
+		_, _ = c.GetOrLoad(ctx, "probe", load)
+		return c.Stats().State == StateConnected && c.Set(ctx, "healed", "v") == nil
+	}, "the cache heals")
+	heal := time.Since(healed)
+	eventually(t, 20*time.Second, func() bool { return c.Stats().L2.AbandonedRunning == 0 }, "the abandoned calls end")
+	t.Logf("heal to connected and writable: %v after Redis answered; abandoned calls all ended %v after; goroutines now %d",
+		heal.Round(time.Millisecond), time.Since(healed).Round(time.Millisecond), runtime.NumGoroutine())
 }
