@@ -68,9 +68,9 @@ func newReplica(c replicaConfig) (*replica, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	// ContextTimeoutEnabled lets the cache's RedisTimeout bound every
-	// socket read and write, so an unresponsive Redis costs a request
-	// 250 ms at most before the breaker opens.
+	// Any client works: the cache bounds every call by its RedisTimeout.
+	// ContextTimeoutEnabled lets go-redis itself cut a call short there,
+	// which spares the cache a goroutine per Redis call.
 	rdb := redis.NewClient(&redis.Options{Addr: c.RedisAddr, ContextTimeoutEnabled: true})
 	cache, err := tiered.New[Product](cacheOptions(rdb, c.Namespace, c.Logger))
 	if err != nil {
