@@ -24,12 +24,22 @@ import (
 // (p50, p99, max) before, during and after the outage, the time from the
 // fault until every node's breaker is open, the time from recovery until
 // every node serves L1 hits again, and loader calls per second during the
-// outage. Run it once:
+// outage. It runs with the client a new user builds (client=default: an
+// address and nothing else) and with ContextTimeoutEnabled and no retries
+// (client=ctxtimeout). Run it once:
 //
 //	go test -run '^$' -bench Outage -benchtime 1x ./tiered
 func BenchmarkOutage(b *testing.B) {
-	for range b.N {
-		runOutage(b)
+	for _, def := range []bool{true, false} {
+		name := "client=ctxtimeout"
+		if def {
+			name = "client=default"
+		}
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				runOutage(b, def)
+			}
+		})
 	}
 }
 
@@ -47,7 +57,7 @@ type outageRead struct {
 	at, lat time.Duration // since the start; latency
 }
 
-func runOutage(b *testing.B) {
+func runOutage(b *testing.B, defaultClient bool) {
 	s := redistest.Real(b)
 	var caches []*Cache[string]
 	var proxies []*faultproxy.Proxy
@@ -57,7 +67,11 @@ func runOutage(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = p.Close() })
-		rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), ContextTimeoutEnabled: true, MaxRetries: -1})
+		ro := &redis.Options{Addr: p.Addr()}
+		if !defaultClient {
+			ro.ContextTimeoutEnabled, ro.MaxRetries = true, -1
+		}
+		rdb := redis.NewClient(ro)
 		b.Cleanup(func() { _ = rdb.Close() })
 		c, err := New[string](Options{Redis: rdb, Namespace: "outage"})
 		if err != nil {
