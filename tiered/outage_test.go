@@ -427,7 +427,7 @@ func defaultClientOutage(t *testing.T, rdb redis.UniversalClient, servers []*red
 		time.Sleep(loaderCost) // the loader's cost, not synchronization
 		return "db-" + k, nil
 	}
-	before := runtime.NumGoroutine()
+	before, beforeConns := runtime.NumGoroutine(), rdb.PoolStats().TotalConns
 	paused := false
 	for _, s := range servers {
 		s.Pause(t)
@@ -444,7 +444,7 @@ func defaultClientOutage(t *testing.T, rdb redis.UniversalClient, servers []*red
 	var late []time.Duration
 	var slowest time.Duration
 	fast := time.Duration(-1) // from the fault to the first of the reads that cost about the loader
-	peak := 0
+	peak, peakConns := 0, uint32(0)
 	for i := 0; time.Since(fault) < 1500*time.Millisecond; i++ {
 		start := time.Now()
 		if v, err := c.GetOrLoad(ctx, fmt.Sprint("k", i), load); err != nil || v != fmt.Sprint("db-k", i) {
@@ -461,6 +461,7 @@ func defaultClientOutage(t *testing.T, rdb redis.UniversalClient, servers []*red
 			late = append(late, d)
 		}
 		peak = max(peak, runtime.NumGoroutine())
+		peakConns = max(peakConns, rdb.PoolStats().TotalConns)
 	}
 	slices.Sort(late)
 	if len(late) == 0 {
@@ -473,7 +474,8 @@ func defaultClientOutage(t *testing.T, rdb redis.UniversalClient, servers []*red
 	st := c.Stats().L2
 	t.Logf("fault to reads at loader speed: %v; reads 1s-1.5s into the fault: %d, p50 %v, p99 %v, slowest read overall %v (loader %v); Set failed in %v with %v",
 		fast.Round(time.Millisecond), len(late), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), slowest.Round(time.Millisecond), loaderCost, failWrite.Round(time.Microsecond), werr)
-	t.Logf("goroutines: %d before the fault, %d at the peak; calls abandoned %d, still running in the client %d", before, peak, st.Abandoned, st.AbandonedRunning)
+	t.Logf("goroutines: %d before the fault, %d at the peak; pooled connections: %d before, %d at the peak; calls abandoned %d, still running in the client %d",
+		before, peak, beforeConns, peakConns, st.Abandoned, st.AbandonedRunning)
 	if p99 > 50*time.Millisecond || slowest > time.Second {
 		t.Errorf("reads were held by calls stuck in go-redis: p99 %v a second into the fault, slowest %v", p99, slowest)
 	}
@@ -494,6 +496,6 @@ func defaultClientOutage(t *testing.T, rdb redis.UniversalClient, servers []*red
 	}, "the cache heals")
 	heal := time.Since(healed)
 	eventually(t, 20*time.Second, func() bool { return c.Stats().L2.AbandonedRunning == 0 }, "the abandoned calls end")
-	t.Logf("heal to connected and writable: %v after Redis answered; abandoned calls all ended %v after; goroutines now %d",
-		heal.Round(time.Millisecond), time.Since(healed).Round(time.Millisecond), runtime.NumGoroutine())
+	t.Logf("heal to connected and writable: %v after Redis answered; abandoned calls all ended %v after; goroutines now %d, pooled connections %d",
+		heal.Round(time.Millisecond), time.Since(healed).Round(time.Millisecond), runtime.NumGoroutine(), rdb.PoolStats().TotalConns)
 }
