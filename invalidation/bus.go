@@ -88,6 +88,11 @@ type Bus struct {
 	beatWriter pubsub.Writer         // publishes heartbeats only through a writable master
 	lastErr    atomic.Pointer[error] // the last subscribe or heartbeat error since the bus was last usable
 
+	ackMu   sync.Mutex          // guards waiters and ackOut; taken under mu, never the other way
+	waiters map[uint64]*Acks    // our confirmed messages awaiting acks, by sequence number
+	ackOut  map[string][]uint64 // acks to send, by writer node id
+	ackKick chan struct{}       // size 1: wakes the ack loop; a pending kick suffices
+
 	n    counters
 	lag  histogram.Histogram
 	logs [numEvents]limiter
@@ -120,6 +125,9 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 		ready:    make(chan struct{}),
 		handlers: make(map[string][]*Registration),
 		shared:   make(map[string]any),
+		waiters:  make(map[uint64]*Acks),
+		ackOut:   make(map[string][]uint64),
+		ackKick:  make(chan struct{}, 1),
 	}
 	sctx, cancel := context.WithTimeout(ctx, o.ConfirmTimeout)
 	ps, err := b.subscribe(sctx)
@@ -132,10 +140,11 @@ func New(ctx context.Context, o Options) (*Bus, error) {
 	b.ps = ps // nil if not subscribed: the receive loop subscribes first
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	ready := b.ready // the loops replace b.ready under mu once they run
-	b.wg.Add(3)
+	b.wg.Add(4)
 	go b.receiveLoop(ps)
 	go b.heartbeatLoop()
 	go b.watchdog()
+	go b.ackLoop()
 	if ps == nil {
 		return b, nil
 	}
@@ -327,12 +336,18 @@ func (b *Bus) Usable() bool { return b.usable.Load() }
 // from its own caches after the round trip. If the round trip failed, tell
 // the bus with [Bus.WriteFailed].
 func (b *Bus) Message(namespace string, op Op, keys []string) []byte {
+	m := b.newMessage(namespace, op, keys)
+	return appendMessage(nil, &m)
+}
+
+// newMessage makes the invalidation Message encodes.
+func (b *Bus) newMessage(namespace string, op Op, keys []string) message {
 	if op == OpClear || len(keys) > maxKeysPerMessage || slices.Contains(keys, "") {
 		op, keys = OpClear, nil
 	}
 	b.n.messages.Add(1)
 	b.n.messageKeys.Add(uint64(len(keys)))
-	m := message{
+	return message{
 		op:        op,
 		origin:    b.nodeID,
 		seq:       b.seq.Add(1),
@@ -340,7 +355,6 @@ func (b *Bus) Message(namespace string, op Op, keys []string) []byte {
 		namespace: namespace,
 		keys:      keys,
 	}
-	return appendMessage(nil, &m)
 }
 
 // WriteFailed tells the bus that the round trip of the write msg

@@ -18,13 +18,21 @@ const (
 	// opHeartbeat carries no namespace or keys. Hearing our own proves the
 	// publish-to-subscribe path works; a peer's advances its sequence.
 	opHeartbeat Op = 3
+	// opAck acknowledges confirmed messages to their writer, on the
+	// writer's heartbeat channel: its keys are the acknowledged sequence
+	// numbers, 8 bytes each, big endian (see confirm.go).
+	opAck Op = 4
 )
+
+// flagConfirm, in the op byte of a delete or clear, asks every bus that
+// applies the message to acknowledge it (a confirmed write).
+const flagConfirm byte = 0x80
 
 // Wire format, all integers unsigned:
 //
 //	magic       1 byte   0xB7: tells our messages from other traffic on the channel
 //	version     1 byte   1
-//	op          1 byte   OpDelete, OpClear or opHeartbeat
+//	op          1 byte   OpDelete, OpClear, opHeartbeat or opAck; flagConfirm on a delete or clear asks for acks
 //	origin     16 bytes  the sender's node id
 //	seq        uvarint   the sender's sequence number, from 1: one series for its invalidations, another for its heartbeats
 //	sent        8 bytes  the sender's clock at encoding, unix nanoseconds, big endian
@@ -66,6 +74,7 @@ var (
 // of the payload, so decoding copies no bytes.
 type message struct {
 	op        Op
+	confirm   bool   // flagConfirm: acknowledge it to origin once applied
 	origin    string // nodeIDLen raw bytes
 	seq       uint64
 	sent      int64 // unix nanoseconds by the sender's clock
@@ -89,7 +98,11 @@ func appendMessage(dst []byte, m *message) []byte {
 	if dst == nil {
 		dst = make([]byte, 0, n)
 	}
-	dst = append(dst, magic, version, byte(m.op))
+	op := byte(m.op)
+	if m.confirm {
+		op |= flagConfirm
+	}
+	dst = append(dst, magic, version, op)
 	dst = append(dst, m.origin...)
 	dst = binary.AppendUvarint(dst, m.seq)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.sent))
@@ -133,8 +146,8 @@ func decodeMessage(p string) (message, error) {
 	if len(p) < headerLen {
 		return message{}, errMalformed
 	}
-	m := message{op: Op(p[2]), origin: p[3:headerLen]}
-	if m.op < OpDelete || m.op > opHeartbeat {
+	m := message{op: Op(p[2] &^ flagConfirm), confirm: p[2]&flagConfirm != 0, origin: p[3:headerLen]}
+	if m.op < OpDelete || m.op > opAck || m.confirm && m.op != OpDelete && m.op != OpClear {
 		return message{}, errMalformed
 	}
 	r := reader{s: p[headerLen:]}

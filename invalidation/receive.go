@@ -166,7 +166,14 @@ func (b *Bus) applyLocked(m *message, now time.Time) event {
 		return event{}
 	}
 	mono := int64(now.Sub(b.start))
+	if m.op == opAck {
+		b.applyAckLocked(m)
+		return event{}
+	}
 	if m.origin == b.nodeID {
+		if m.confirm {
+			b.acked(m.seq, b.nodeID) // the writer's own bus: its caches dropped the keys already
+		}
 		if m.op == opHeartbeat {
 			b.n.heartbeatsHeard.Add(1)
 			b.lag.Observe(time.Duration(now.UnixNano() - m.sent))
@@ -211,6 +218,9 @@ func (b *Bus) applyLocked(m *message, now time.Time) event {
 		b.n.receivedKeys.Add(uint64(m.nkeys))
 	}
 	b.applyToHandlersLocked(m)
+	if m.confirm {
+		b.queueAck(m.origin, m.seq)
+	}
 	return ev
 }
 

@@ -18,7 +18,11 @@ type Stats struct {
 	// HeartbeatsSkipped counts ticks at which the previous heartbeat was
 	// still on its way (a client stuck on a Redis that does not answer).
 	HeartbeatsSkipped uint64
-	HeartbeatsHeard   uint64 // own heartbeats received back
+
+	AcksSent        uint64 // confirmed messages of peers acknowledged
+	AcksHeard       uint64 // ack messages received for our confirmed messages
+	AckErrors       uint64 // ack messages that failed to publish
+	HeartbeatsHeard uint64 // own heartbeats received back
 
 	Received       uint64 // peers' invalidations (delete or clear) applied
 	ReceivedKeys   uint64 // keys in peers' delete messages
@@ -60,6 +64,7 @@ type counters struct {
 	messages, messageKeys                               atomic.Uint64
 	heartbeatsSent, heartbeatErrors, heartbeatsHeard    atomic.Uint64
 	heartbeatsSkipped                                   atomic.Uint64
+	acksSent, acksHeard, ackErrors                      atomic.Uint64
 	received, receivedKeys, peerHeartbeats, ownSkipped  atomic.Uint64
 	ownApplied                                          atomic.Uint64
 	malformed, foreign                                  atomic.Uint64
@@ -78,6 +83,9 @@ func (b *Bus) Stats() Stats {
 		HeartbeatsSent:      n.heartbeatsSent.Load(),
 		HeartbeatErrors:     n.heartbeatErrors.Load(),
 		HeartbeatsSkipped:   n.heartbeatsSkipped.Load(),
+		AcksSent:            n.acksSent.Load(),
+		AcksHeard:           n.acksHeard.Load(),
+		AckErrors:           n.ackErrors.Load(),
 		HeartbeatsHeard:     n.heartbeatsHeard.Load(),
 		Received:            n.received.Load(),
 		ReceivedKeys:        n.receivedKeys.Load(),

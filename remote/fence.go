@@ -54,7 +54,8 @@ import (
 // fencedWriteScript is writeScript behind the fence: KEYS[1] is the fence
 // key and ARGV[1] the write's token. It returns -1 when the fence key is
 // missing and 0 when it holds another token, writing nothing in either
-// case, and 1 after the writes and the publish. Like writeScript, it
+// case, and after the writes and the publish 1 plus the subscribers that
+// received the message (PUBLISH's count). Like writeScript, it
 // refuses with NOPERM, writing nothing, a user who may not publish the
 // message (Redis 7 can tell). KEYS[2..n+1] are the n
 // keys, and ARGV[2] the channel, ARGV[3] the message (empty: none), then
@@ -79,8 +80,8 @@ for i = 2, n + 1 do
     redis.call('SET', KEYS[i], d, 'PX', ms)
   end
 end
-if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return 1`)
+if ARGV[3] == '' then return 1 end
+return 1 + redis.call('PUBLISH', ARGV[2], ARGV[3])`)
 
 // fenceTTL is how long a raised fence lives in Redis, so that the fences of
 // processes long gone do not stay forever. A Store raises its fence again
@@ -167,7 +168,7 @@ func (f *Fence) spoil(t *fenceToken) { f.cur.CompareAndSwap(t, nil) }
 // the fence first when needed, and again when Redis refuses the write
 // because the fence changed or is gone (evicted, expired, deleted): a
 // refused write wrote nothing, so sending it again with a new token is safe.
-func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) ([]redis.Cmder, error) {
+func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) ([]redis.Cmder, int, error) {
 	keys := make([]string, 0, 1+len(sets)+len(dels))
 	args := make([]any, 0, 3+2*(len(sets)+len(dels)))
 	keys = append(keys, s.fence.fenceKey(s.prefix))
@@ -184,7 +185,7 @@ func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, ch
 	for attempt := 1; ; attempt++ {
 		t, err := s.fenceToken(ctx)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		args[0] = t.token
 		if attempt > 1 { // Write's end counts the first
@@ -197,13 +198,13 @@ func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, ch
 		}
 		if err != nil { // abandoned: the write may still land
 			s.fence.spoil(t)
-			return nil, err
+			return nil, 0, err
 		}
 		n, err := cmd.Int64()
 		var re redis.Error
 		switch {
-		case err == nil && n == 1:
-			return []redis.Cmder{cmd}, s.checkReplicated(wait)
+		case err == nil && n >= 1:
+			return []redis.Cmder{cmd}, int(n - 1), s.checkReplicated(wait)
 		case err == nil:
 			// Refused, nothing written: the fence is gone (n == -1) or
 			// holds another token (a raise after a failed write of a
@@ -213,13 +214,13 @@ func (s *Store) writeFenced(ctx context.Context, sets []SetOp, dels []string, ch
 			if attempt < fenceAttempts {
 				continue
 			}
-			return []redis.Cmder{cmd}, ErrFenced
+			return []redis.Cmder{cmd}, 0, ErrFenced
 		case !errors.As(err, &re):
 			// No reply: the write may still land. Fence it off before the
 			// next one.
 			s.fence.spoil(t)
 		}
-		return []redis.Cmder{cmd}, err
+		return []redis.Cmder{cmd}, 0, err
 	}
 }
 

@@ -97,11 +97,21 @@ const publishAttempts = 3
 // *[KeyError] or *[ValueSizeError] for bad input before sending anything,
 // and otherwise the first command error, wrapped.
 func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) error {
+	_, err := s.WriteCounted(ctx, sets, dels, channel, msg)
+	return err
+}
+
+// WriteCounted is [Store.Write], and also returns how many subscribers of
+// channel received msg when the write succeeded: PUBLISH's count, from the
+// server that ran it (on a single server, every subscriber; on Cluster,
+// those of the channel's node; on a Ring, those of the channel's shard).
+// A confirmed write waits for that many acknowledgements.
+func (s *Store) WriteCounted(ctx context.Context, sets []SetOp, dels []string, channel string, msg []byte) (receivers int, err error) {
 	if err := s.checkWrite(sets, dels, channel, msg); err != nil {
-		return err
+		return 0, err
 	}
 	if len(sets) == 0 && len(dels) == 0 && msg == nil {
-		return nil
+		return 0, nil
 	}
 	if s.topo != topoSingle && len(sets) == 0 && len(dels) == 0 {
 		// A message alone (a Clear): one publish, through the breaker like
@@ -109,37 +119,36 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 		rctx, cancel, start, ok := s.begin(ctx)
 		defer cancel()
 		if !ok {
-			return &OpError{Op: "write", Detail: "(message only)", Err: ErrUnavailable}
+			return 0, &OpError{Op: "write", Detail: "(message only)", Err: ErrUnavailable}
 		}
-		err := s.publish(rctx, channel, msg)
+		n, err := s.publish(rctx, channel, msg)
 		s.end(rctx, opWrite, start, err)
 		if err != nil {
-			return &OpError{Op: "write", Detail: "(message only)", Err: err}
+			return 0, &OpError{Op: "write", Detail: "(message only)", Err: err}
 		}
 		s.stats.bytesWritten.Add(uint64(len(msg)))
-		return nil
+		return n, nil
 	}
 	written := len(msg)
 	for _, op := range sets {
 		written += len(op.Data)
 	}
 	var cmds []redis.Cmder
-	var err error
 	if s.topo == topoCluster {
 		// The scripts' pipeline admits itself through the breaker and
 		// counts its own round trip.
 		cmds, err = s.writeBySlot(ctx, sets, dels, channel, msg)
 		if errors.Is(err, ErrUnavailable) {
-			return writeError(sets, dels, ErrUnavailable)
+			return 0, writeError(sets, dels, ErrUnavailable)
 		}
 	} else {
 		rctx, cancel, start, ok := s.begin(ctx)
 		if !ok {
 			cancel()
-			return writeError(sets, dels, ErrUnavailable)
+			return 0, writeError(sets, dels, ErrUnavailable)
 		}
 		if s.topo == topoSingle {
-			cmds, err = s.writeFenced(rctx, sets, dels, channel, msg)
+			cmds, receivers, err = s.writeFenced(rctx, sets, dels, channel, msg)
 		} else {
 			cmds, err = s.writePipelined(rctx, sets, dels)
 		}
@@ -155,8 +164,9 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 		// that succeeded is always announced, whatever other calls did to
 		// the breaker meanwhile, or its error says it was not.
 		pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Timeout)
-		perr := s.publish(pctx, channel, msg)
+		n, perr := s.publish(pctx, channel, msg)
 		pcancel()
+		receivers = n
 		if perr != nil {
 			s.stats.errors.Add(1)
 			if err == nil {
@@ -166,7 +176,7 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 	}
 	if err == nil {
 		s.stats.bytesWritten.Add(uint64(written))
-		return nil
+		return receivers, nil
 	}
 	failed := 0
 	for _, c := range cmds {
@@ -174,7 +184,7 @@ func (s *Store) Write(ctx context.Context, sets []SetOp, dels []string, channel 
 			failed++
 		}
 	}
-	return writeError(sets, dels, fmt.Errorf("%d of %d commands failed: %w", failed, len(cmds), err))
+	return 0, writeError(sets, dels, fmt.Errorf("%d of %d commands failed: %w", failed, len(cmds), err))
 }
 
 func writeError(sets []SetOp, dels []string, err error) error {
@@ -253,21 +263,25 @@ func (s *Store) writeBySlot(ctx context.Context, sets []SetOp, dels []string, ch
 }
 
 // publish sends msg through the channel's own node, trying again after a
-// failure while attempts and ctx last.
-func (s *Store) publish(ctx context.Context, channel string, msg []byte) error {
+// failure while attempts and ctx last, and returns PUBLISH's count.
+func (s *Store) publish(ctx context.Context, channel string, msg []byte) (receivers int, err error) {
 	backoff := 5 * time.Millisecond
-	var err error
 	for attempt := range publishAttempts {
 		s.stats.roundTrips.Add(1)
-		if err = s.do(ctx, func() error { return publish.Publish(ctx, s.rdb, channel, msg) }); err == nil {
-			return nil
+		var n int64 // read only when the call was not abandoned
+		if err = s.do(ctx, func() error {
+			var err error
+			n, err = publish.Count(ctx, s.rdb, channel, msg)
+			return err
+		}); err == nil {
+			return int(n), nil
 		}
 		if attempt == publishAttempts-1 || !sleepCtx(ctx, backoff) {
 			break
 		}
 		backoff *= 2
 	}
-	return fmt.Errorf("publish after the writes, %d attempts: %w", publishAttempts, err)
+	return 0, fmt.Errorf("publish after the writes, %d attempts: %w", publishAttempts, err)
 }
 
 // sleepCtx waits d unless ctx ends first; it reports whether d elapsed.

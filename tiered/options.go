@@ -55,6 +55,7 @@ type Codec = remote.Codec
 //	RefreshAhead=0s               off: values expire, and the next read loads
 //	StaleWhileRevalidate=0s       off: an expired value is never served
 //	WaitReplicas=0                off: writes do not wait for replicas
+//	ConfirmWrites=false           off: writes return once Redis has them
 type Options struct {
 	// Redis is the L2 client: *redis.Client, *redis.ClusterClient or a
 	// Sentinel-backed client. Required. The cache never closes it. A
@@ -224,6 +225,25 @@ type Options struct {
 	// bring back, in L2, the value it replaced (the README's limits).
 	// Cluster and Ring clients ignore it. Default: 0 (off).
 	WaitReplicas int
+
+	// ConfirmWrites makes every Set, SetMany, Delete and Clear return only
+	// once no node of the namespace can serve the value it replaced, from
+	// L1 or any other path: every bus that received its invalidation has
+	// applied it and acknowledged it, or the bound has run out, after
+	// which a bus that did not has stopped serving L1 (its proof of
+	// liveness, which no heartbeat sent after the invalidation can renew
+	// before it is applied, is older than MaxStaleness). So a read that
+	// starts, on any node, after a confirmed write returned gets the new
+	// value. It costs the write the slowest node's acknowledgement (a
+	// round trip on a healthy deployment), and up to MaxStaleness when a
+	// node received the message but cannot answer; such writes are counted
+	// in [Stats].ConfirmTimeouts. It rests on one timing assumption, as
+	// leases do: nodes' clocks run at rates that differ by less than the
+	// tenth of MaxStaleness the bus keeps as a margin. StaleIfError relaxes
+	// it as it relaxes the staleness bound. [Confirm] asks it of one Set or
+	// SetMany. All the nodes of a deployment must run a version that knows
+	// confirmed messages. Default: false.
+	ConfirmWrites bool
 }
 
 const jitterFraction = 0.1
@@ -406,6 +426,7 @@ func (o Options) String() string {
 		{"RefreshAhead", fmtDuration(o.RefreshAhead)},
 		{"StaleWhileRevalidate", fmtDuration(o.StaleWhileRevalidate)},
 		{"WaitReplicas", o.WaitReplicas},
+		{"ConfirmWrites", o.ConfirmWrites},
 	}
 	var b strings.Builder
 	for _, e := range kv {

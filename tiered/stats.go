@@ -12,28 +12,30 @@ import (
 // counters are the cache's own atomics; L1, L2 and the bus keep theirs.
 // None is touched by an L1 hit.
 type counters struct {
-	l1Bypassed     atomic.Uint64
-	l2Hits         atomic.Uint64
-	l2Misses       atomic.Uint64
-	loadNotFound   atomic.Uint64
-	loadFound      atomic.Uint64
-	leaseWaitHits  atomic.Uint64
-	l2Errors       atomic.Uint64
-	l2ErrorKeys    atomic.Uint64
-	loadErrorKeys  atomic.Uint64
-	loads          atomic.Uint64
-	loadErrors     atomic.Uint64
-	panics         atomic.Uint64
-	dedupes        atomic.Uint64
-	leaseWaits     atomic.Uint64
-	leaseFallbacks atomic.Uint64
-	oversize       atomic.Uint64
-	encodeErrors   atomic.Uint64
-	writes         atomic.Uint64
-	writeErrors    atomic.Uint64
-	invalidations  atomic.Uint64
-	clears         atomic.Uint64
-	staleServed    atomic.Uint64
+	l1Bypassed      atomic.Uint64
+	l2Hits          atomic.Uint64
+	l2Misses        atomic.Uint64
+	loadNotFound    atomic.Uint64
+	loadFound       atomic.Uint64
+	leaseWaitHits   atomic.Uint64
+	l2Errors        atomic.Uint64
+	l2ErrorKeys     atomic.Uint64
+	loadErrorKeys   atomic.Uint64
+	loads           atomic.Uint64
+	loadErrors      atomic.Uint64
+	panics          atomic.Uint64
+	dedupes         atomic.Uint64
+	leaseWaits      atomic.Uint64
+	leaseFallbacks  atomic.Uint64
+	oversize        atomic.Uint64
+	encodeErrors    atomic.Uint64
+	writes          atomic.Uint64
+	writeErrors     atomic.Uint64
+	confirmed       atomic.Uint64
+	confirmTimeouts atomic.Uint64
+	invalidations   atomic.Uint64
+	clears          atomic.Uint64
+	staleServed     atomic.Uint64
 
 	refreshes          atomic.Uint64
 	refreshesElsewhere atomic.Uint64
@@ -94,6 +96,12 @@ type Stats struct {
 	// Writes counts successful Set/SetMany/Delete round trips;
 	// WriteErrors counts the failed ones.
 	Writes, WriteErrors uint64
+	// ConfirmedWrites counts confirmed writes that returned confirmed;
+	// ConfirmTimeouts counts those of them that waited out the bound
+	// (MaxStaleness) because a node that received the invalidation did not
+	// acknowledge it: by then it serves no L1, but such a write took up
+	// to MaxStaleness to return.
+	ConfirmedWrites, ConfirmTimeouts uint64
 	// Invalidations counts keys invalidated by other nodes' messages;
 	// Clears counts full L1 clears ordered by the bus.
 	Invalidations, Clears uint64
@@ -161,33 +169,35 @@ func (c *Cache[V]) state(l2 remote.Stats, usable bool) State {
 func (c *Cache[V]) Stats() Stats {
 	l2, bus := c.l2.Stats(), c.bus.Stats()
 	return Stats{
-		State:          c.state(l2, bus.Usable),
-		Namespace:      c.opts.Namespace,
-		L1:             c.l1.Stats(),
-		L2:             l2,
-		Bus:            bus,
-		L1Bypassed:     c.st.l1Bypassed.Load(),
-		L2Hits:         c.st.l2Hits.Load(),
-		L2Misses:       c.st.l2Misses.Load(),
-		L2Errors:       c.st.l2Errors.Load(),
-		L2ErrorKeys:    c.st.l2ErrorKeys.Load(),
-		LoadErrorKeys:  c.st.loadErrorKeys.Load(),
-		Loads:          c.st.loads.Load(),
-		LoadErrors:     c.st.loadErrors.Load(),
-		Panics:         c.st.panics.Load(),
-		LoadNotFound:   c.st.loadNotFound.Load(),
-		LoadFound:      c.st.loadFound.Load(),
-		LeaseWaitHits:  c.st.leaseWaitHits.Load(),
-		Dedupes:        c.st.dedupes.Load(),
-		LeaseWaits:     c.st.leaseWaits.Load(),
-		LeaseFallbacks: c.st.leaseFallbacks.Load(),
-		Oversize:       c.st.oversize.Load(),
-		EncodeErrors:   c.st.encodeErrors.Load(),
-		Writes:         c.st.writes.Load(),
-		WriteErrors:    c.st.writeErrors.Load(),
-		Invalidations:  c.st.invalidations.Load(),
-		Clears:         c.st.clears.Load(),
-		StaleServed:    c.st.staleServed.Load(),
+		State:           c.state(l2, bus.Usable),
+		Namespace:       c.opts.Namespace,
+		L1:              c.l1.Stats(),
+		L2:              l2,
+		Bus:             bus,
+		L1Bypassed:      c.st.l1Bypassed.Load(),
+		L2Hits:          c.st.l2Hits.Load(),
+		L2Misses:        c.st.l2Misses.Load(),
+		L2Errors:        c.st.l2Errors.Load(),
+		L2ErrorKeys:     c.st.l2ErrorKeys.Load(),
+		LoadErrorKeys:   c.st.loadErrorKeys.Load(),
+		Loads:           c.st.loads.Load(),
+		LoadErrors:      c.st.loadErrors.Load(),
+		Panics:          c.st.panics.Load(),
+		LoadNotFound:    c.st.loadNotFound.Load(),
+		LoadFound:       c.st.loadFound.Load(),
+		LeaseWaitHits:   c.st.leaseWaitHits.Load(),
+		Dedupes:         c.st.dedupes.Load(),
+		LeaseWaits:      c.st.leaseWaits.Load(),
+		LeaseFallbacks:  c.st.leaseFallbacks.Load(),
+		Oversize:        c.st.oversize.Load(),
+		EncodeErrors:    c.st.encodeErrors.Load(),
+		Writes:          c.st.writes.Load(),
+		WriteErrors:     c.st.writeErrors.Load(),
+		ConfirmedWrites: c.st.confirmed.Load(),
+		ConfirmTimeouts: c.st.confirmTimeouts.Load(),
+		Invalidations:   c.st.invalidations.Load(),
+		Clears:          c.st.clears.Load(),
+		StaleServed:     c.st.staleServed.Load(),
 
 		Refreshes:          c.st.refreshes.Load(),
 		RefreshesElsewhere: c.st.refreshesElsewhere.Load(),

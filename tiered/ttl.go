@@ -74,8 +74,16 @@ func (ch *ttlChoices) take() map[string]time.Duration {
 type WriteOption func(*writeConfig)
 
 type writeConfig struct {
-	ttl time.Duration // the TTL to write, when set
-	set bool          // WithTTL was given
+	ttl     time.Duration // the TTL to write, when set
+	set     bool          // WithTTL was given
+	confirm bool          // Confirm was given
+}
+
+// Confirm makes a Set or SetMany confirmed, as every write of a cache with
+// [Options.ConfirmWrites] is: it returns only once no node can serve the
+// values it replaced (see [Options.ConfirmWrites]).
+func Confirm() WriteOption {
+	return func(w *writeConfig) { w.confirm = true }
 }
 
 // WithTTL makes a Set or SetMany write its values for ttl instead of

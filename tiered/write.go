@@ -2,8 +2,10 @@ package tiered
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/tiercache/tiercache/invalidation"
 	"github.com/tiercache/tiercache/remote"
@@ -74,7 +76,7 @@ func (c *Cache[V]) setMany(ctx context.Context, op string, values map[string]V, 
 		}
 		sets = append(sets, remote.SetOp{Key: k, Data: data, TTL: ttl})
 	}
-	return c.write(ctx, op, keys, sets, nil)
+	return c.write(ctx, op, keys, sets, nil, w.confirm || c.opts.ConfirmWrites)
 }
 
 // Delete removes keys from L2 and every node's L1, in one round trip with
@@ -94,7 +96,7 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 			return opError("delete", nil, err)
 		}
 	}
-	return c.write(ctx, "delete", keys, nil, keys)
+	return c.write(ctx, "delete", keys, nil, keys, c.opts.ConfirmWrites)
 }
 
 // Clear drops the whole namespace from the L1 of every node, this one
@@ -105,17 +107,51 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 	if err := c.writable(ctx); err != nil {
 		return err
 	}
-	msg := c.bus.Message(c.opts.Namespace, invalidation.OpClear, nil)
+	msg, acks := c.message(invalidation.OpClear, nil, c.opts.ConfirmWrites)
 	tctx, end := c.trace(context.WithoutCancel(ctx), OpL2, "write", 0)
-	err := c.l2.Write(tctx, nil, nil, c.bus.Channel(), msg)
+	receivers, err := c.l2.WriteCounted(tctx, nil, nil, c.bus.Channel(), msg)
 	end(err)
+	replied := time.Now()
 	if err != nil {
 		c.bus.WriteFailed(msg)
 	}
 	c.l1.InvalidateAll()
 	c.flight.forgetAll()
 	c.reg.Local(invalidation.OpClear, nil)
+	if err == nil && acks != nil {
+		err = c.confirm(ctx, acks, receivers, replied)
+	}
 	return opError("clear", nil, err)
+}
+
+// message encodes the invalidation of a write, confirmed or not; a
+// confirmed one comes with the Acks to wait on, which the caller closes.
+func (c *Cache[V]) message(op invalidation.Op, keys []string, confirm bool) ([]byte, *invalidation.Acks) {
+	if !confirm {
+		return c.bus.Message(c.opts.Namespace, op, keys), nil
+	}
+	return c.bus.ConfirmedMessage(c.opts.Namespace, op, keys)
+}
+
+// confirm waits, after a confirmed write whose reply came at replied and
+// whose invalidation receivers buses received, until every one of them
+// acknowledged it or MaxStaleness has passed since the reply: a bus that
+// has not applied the invalidation by then has heard no heartbeat sent
+// after it, and serves no L1. It closes acks. It returns an error only if
+// ctx ends first: the write was made, and announced, but is not confirmed.
+func (c *Cache[V]) confirm(ctx context.Context, acks *invalidation.Acks, receivers int, replied time.Time) error {
+	defer acks.Close()
+	got, complete := acks.Wait(ctx, receivers, replied.Add(c.bus.MaxStaleness()))
+	switch {
+	case complete:
+		c.st.confirmed.Add(1)
+	case ctx.Err() != nil:
+		return fmt.Errorf("written, not yet confirmed (%d of %d nodes acknowledged): %w", got, receivers, ctx.Err())
+	default:
+		c.st.confirmed.Add(1)
+		c.st.confirmTimeouts.Add(1)
+	}
+	return nil
 }
 
 // write sends sets and dels with their invalidation message in one round
@@ -125,11 +161,12 @@ func (c *Cache[V]) Clear(ctx context.Context) error {
 // In that last case the message, which travels with the write, comes back
 // once the write lands and drops the keys here again (see
 // [invalidation.Bus.WriteFailed]).
-func (c *Cache[V]) write(ctx context.Context, op string, keys []string, sets []remote.SetOp, dels []string) error {
-	msg := c.bus.Message(c.opts.Namespace, invalidation.OpDelete, keys)
+func (c *Cache[V]) write(ctx context.Context, op string, keys []string, sets []remote.SetOp, dels []string, confirm bool) error {
+	msg, acks := c.message(invalidation.OpDelete, keys, confirm)
 	tctx, end := c.trace(context.WithoutCancel(ctx), OpL2, "write", len(keys))
-	err := c.l2.Write(tctx, sets, dels, c.bus.Channel(), msg)
+	receivers, err := c.l2.WriteCounted(tctx, sets, dels, c.bus.Channel(), msg)
 	end(err)
+	replied := time.Now()
 	if err != nil {
 		// Before our own invalidation below: an echo heard in between was
 		// of a write that landed before it, which that invalidation covers.
@@ -138,12 +175,18 @@ func (c *Cache[V]) write(ctx context.Context, op string, keys []string, sets []r
 	c.invalidateLocal(keys)
 	c.reg.Local(invalidation.OpDelete, keys)
 	if err != nil {
+		if acks != nil {
+			acks.Close()
+		}
 		c.st.writeErrors.Add(1)
 		c.fails.failure(ctx, c.opts.Logger, c.opts.Namespace, op, err)
 		return opError(op, keys, err)
 	}
 	c.st.writes.Add(1)
 	c.fails.success(ctx, c.opts.Logger, c.opts.Namespace)
+	if acks != nil {
+		return opError(op, keys, c.confirm(ctx, acks, receivers, replied))
+	}
 	return nil
 }
 

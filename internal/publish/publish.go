@@ -26,19 +26,27 @@ import (
 // going straight to one node bypasses the cluster client's own handling of
 // a dead or moved master, which would otherwise keep pointing at it.
 func Publish(ctx context.Context, rdb redis.UniversalClient, channel string, msg []byte) error {
+	_, err := Count(ctx, rdb, channel, msg)
+	return err
+}
+
+// Count is Publish, and returns what PUBLISH does: how many subscribers of
+// the server that ran it received msg (on a single server, every one).
+func Count(ctx context.Context, rdb redis.UniversalClient, channel string, msg []byte) (int64, error) {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		node, err := cc.MasterForKey(ctx, channel)
+		var n int64
 		if err == nil {
-			err = node.Publish(ctx, channel, msg).Err()
+			n, err = node.Publish(ctx, channel, msg).Result()
 		}
 		if err != nil {
 			Refresh(ctx, rdb)
 		}
-		return err
+		return n, err
 	}
 	// *redis.Client has one server; Ring.Publish routes by channel, as
 	// Ring.Subscribe does.
-	return rdb.Publish(ctx, channel, msg).Err()
+	return rdb.Publish(ctx, channel, msg).Result()
 }
 
 // Refresh makes a cluster client reload its slot map, so that after a
