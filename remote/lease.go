@@ -132,13 +132,17 @@ func (s *Store) leaseOne(ctx context.Context, key string, marker []byte, ms int6
 		if !ok {
 			return nil, start, ErrUnavailable
 		}
-		var res any // read only when the call was not abandoned
+		var got any // read only when the call was not abandoned
 		err := s.do(rctx, func() error {
 			var err error
-			res, err = setLease(rctx, s.rdb, key, marker, ms).Result()
+			got, err = setLease(rctx, s.rdb, key, marker, ms).Result()
 			return err
 		})
 		cancel()
+		var res any
+		if !isAbandoned(err) {
+			res = got
+		}
 		if !s.refusesSetNXGet(err) {
 			now := s.end(rctx, opLease, start, err)
 			if err == redis.Nil {
@@ -469,22 +473,25 @@ func (s *Store) evalKeys(ctx context.Context, o op, script *redis.Script, keys [
 	if !ok {
 		return nil, start, ErrUnavailable
 	}
-	var res any // read only when the call was not abandoned
+	var got any // read only when the call was not abandoned
 	err := s.do(rctx, func() error {
 		var err error
-		res, err = script.EvalSha(rctx, s.rdb, keys, args...).Result()
+		got, err = script.EvalSha(rctx, s.rdb, keys, args...).Result()
 		return err
 	})
 	cancel()
 	now := s.end(rctx, o, start, err)
+	if isAbandoned(err) {
+		return nil, now, err
+	}
 	if !isNoScript(err) {
-		return res, now, err
+		return got, now, err
 	}
 	rctx, cancel, start, ok = s.begin(ctx)
 	if !ok {
 		return nil, start, ErrUnavailable
 	}
-	var again any
+	var again any // read only when the call was not abandoned
 	err = s.do(rctx, func() error {
 		var err error
 		again, err = script.Eval(rctx, s.rdb, keys, args...).Result()
@@ -492,6 +499,9 @@ func (s *Store) evalKeys(ctx context.Context, o op, script *redis.Script, keys [
 	})
 	cancel()
 	now = s.end(rctx, o, start, err)
+	if isAbandoned(err) {
+		return nil, now, err
+	}
 	return again, now, err
 }
 
