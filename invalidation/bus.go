@@ -63,9 +63,11 @@ type Bus struct {
 	// node.
 	beatCh string
 
-	usable atomic.Bool   // read by Usable; written under mu
-	seq    atomic.Uint64 // last invalidation sequence number handed out
-	beats  atomic.Uint64 // last heartbeat number
+	usable atomic.Bool // read by Usable; set under mu, cleared under mu or early by the watchdog
+	// deadline mirrors live.deadline, for the watchdog to read without mu.
+	deadline atomic.Int64
+	seq      atomic.Uint64 // last invalidation sequence number handed out
+	beats    atomic.Uint64 // last heartbeat number
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc

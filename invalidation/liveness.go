@@ -26,7 +26,8 @@ import (
 
 // liveness is guarded by Bus.mu. Times are monotonic (Bus.mono).
 type liveness struct {
-	deadline int64 // the bus is unusable from this time on unless a newer heartbeat arrives
+	on       bool  // the bus is usable, as far as the state under mu goes; Bus.usable follows it, but the watchdog may clear that early (see watchdog)
+	deadline int64 // the bus is unusable from this time on unless a newer heartbeat arrives; mirrored in Bus.deadline
 	heard    int64 // send time of the newest own heartbeat heard; 0 if none yet
 	since    int64 // when the current bypass began; meaningful while not usable
 	bypass   int64 // total length of the finished bypasses
@@ -156,9 +157,12 @@ func (b *Bus) heardLocked(seq uint64, now int64) event {
 		return event{} // too late to prove anything
 	}
 	b.live.deadline = max(b.live.deadline, deadline)
-	if b.usable.Load() {
+	b.deadline.Store(b.live.deadline)
+	if b.live.on {
+		b.usable.Store(true) // in case the watchdog cleared it early, racing this heartbeat
 		return event{}
 	}
+	b.live.on = true
 	b.usable.Store(true)
 	b.lastErr.Store(nil)
 	d := now - b.live.since
@@ -176,9 +180,11 @@ func (b *Bus) heardLocked(seq uint64, now int64) event {
 // It reports whether the bus was usable.
 func (b *Bus) bypassLocked(now int64) bool {
 	b.live.deadline = 0
-	if !b.usable.Load() {
+	b.deadline.Store(0)
+	if !b.live.on {
 		return false
 	}
+	b.live.on = false
 	b.usable.Store(false)
 	b.live.since = now
 	b.ready = make(chan struct{}) // for WaitUsable; closed when usable again
@@ -237,6 +243,12 @@ func (b *Bus) watchdog() {
 		case <-b.kick:
 		case <-t.C:
 		}
+		// L1 goes off at the deadline even when the lock is held, by a
+		// receive loop stuck in a handler say: Usable is cleared before the
+		// lock is taken, and the clearing of L1 follows once it is.
+		if now := b.mono(); b.usable.Load() && now >= b.deadline.Load() {
+			b.usable.Store(false)
+		}
 		b.mu.Lock()
 		now := b.mono()
 		evs, next := b.checkLocked(now)
@@ -253,7 +265,12 @@ func (b *Bus) checkLocked(now int64) (evs []event, next int64) {
 	if b.closed {
 		return nil, now + int64(time.Hour)
 	}
-	if b.usable.Load() && now >= b.live.deadline {
+	if b.live.on && now < b.live.deadline {
+		// The watchdog may have cleared Usable early, racing a heartbeat
+		// that came in time: the proof holds.
+		b.usable.Store(true)
+	}
+	if b.live.on && now >= b.live.deadline {
 		b.bypassLocked(now)
 		b.suspendAllLocked()
 		age := time.Duration(now - b.live.heard)
@@ -275,7 +292,7 @@ func (b *Bus) checkLocked(now int64) (evs []event, next int64) {
 		b.live.sweep = saturate.Add(now, idle)
 	}
 	next = b.live.sweep
-	if b.usable.Load() {
+	if b.live.on {
 		next = min(next, b.live.deadline)
 	}
 	if at, ok := b.peers.oldestGap(); ok {

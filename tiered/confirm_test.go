@@ -3,6 +3,7 @@ package tiered
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,4 +89,79 @@ func TestConfirmedDeleteAndClear(t *testing.T) {
 	if st := a.Stats(); st.ConfirmedWrites != 100 {
 		t.Errorf("ConfirmedWrites = %d, want 100", st.ConfirmedWrites)
 	}
+}
+
+// blockingHandler blocks the bus's receive loop in its first call after it
+// is armed, until released: a node whose bus goroutine is frozen.
+type blockingHandler struct {
+	armed   atomic.Bool
+	blocked chan struct{} // closed when it blocks
+	release chan struct{}
+}
+
+func (h *blockingHandler) Invalidate([]string) { h.block() }
+func (h *blockingHandler) InvalidateAll()      { h.block() }
+func (h *blockingHandler) block() {
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.blocked)
+		<-h.release
+	}
+}
+
+// TestConfirmedWriteWithFrozenNode: one node's bus goroutine is frozen
+// (stuck in a handler, with the bus's lock held) when a confirmed write's
+// invalidation reaches it, so it never acknowledges. The write returns
+// after about MaxStaleness, and by then the frozen node no longer serves
+// L1: its watchdog turns it off at its heartbeat's deadline without the
+// lock the frozen goroutine holds.
+func TestConfirmedWriteWithFrozenNode(t *testing.T) {
+	s := redistest.Real(t)
+	bus := sharedBus(t, s)
+	h := &blockingHandler{blocked: make(chan struct{}), release: make(chan struct{})}
+	reg, err := bus.Register("test", h) // first, so it runs before the cache's own handler
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			close(h.release)
+		}
+		reg.Close()
+	})
+	frozen := newNode[string](t, s, func(o *Options) { o.Bus = bus })
+	w := newNode[string](t, s, nil)
+	other := newNode[string](t, s, nil)
+	ctx := context.Background()
+	if err := w.Set(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Cache[string]{frozen, other} {
+		eventually(t, 2*time.Second, func() bool { v, _ := n.Get(ctx, "k"); return v == "v1" && l1Holds(n, "k", "v1") }, "v1 in L1")
+	}
+	h.armed.Store(true)
+	start := time.Now()
+	if err := w.Set(ctx, "k", "v2", Confirm()); err != nil {
+		t.Fatalf("confirmed Set: %v", err)
+	}
+	took := time.Since(start)
+	<-h.blocked // the frozen node did receive it
+	if _, _, _, ok := frozen.lookupL1("k"); ok {
+		t.Errorf("the frozen node serves k from L1 after the confirmed write returned")
+	}
+	if v, err := frozen.Get(ctx, "k"); err != nil || v != "v2" {
+		t.Errorf("frozen node Get(k) = %q, %v; want v2 from L2", v, err)
+	}
+	if v, err := other.Get(ctx, "k"); err != nil || v != "v2" {
+		t.Errorf("other node Get(k) = %q, %v; want v2", v, err)
+	}
+	t.Logf("confirmed write with a frozen node took %v (MaxStaleness %v)", took.Round(time.Millisecond), sharedMaxStaleness)
+	if took < sharedMaxStaleness/2 || took > sharedMaxStaleness+time.Second {
+		t.Errorf("confirmed write with a frozen node took %v; want about MaxStaleness (%v)", took, sharedMaxStaleness)
+	}
+	if st := w.Stats(); st.ConfirmTimeouts != 1 {
+		t.Errorf("ConfirmTimeouts = %d, want 1", st.ConfirmTimeouts)
+	}
+	close(h.release)
+	released = true
 }
