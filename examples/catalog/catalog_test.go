@@ -103,6 +103,32 @@ func TestWritesPropagate(t *testing.T) {
 	})
 }
 
+// TestReadYourWrites: the cache confirms its writes, so once a PUT through
+// one replica returns, a GET through any other gets the new row at once,
+// every time, although both held the old one in memory.
+func TestReadYourWrites(t *testing.T) {
+	forEachSetup(t, func(t *testing.T, s setup) {
+		e := newEnv(t, s, 3)
+		for round := range 20 {
+			var old Product
+			for i := range e.replicas {
+				old = e.warmL1(i, "1")
+			}
+			want := old.Price + 1
+			w := round % 3
+			code, body := e.do(w, http.MethodPut, "/products/1", fmt.Sprintf(`{"price":%d}`, want))
+			if code != http.StatusOK {
+				t.Fatalf("PUT /products/1 = %d %s, want 200", code, body)
+			}
+			for i := range e.replicas {
+				if p := e.product(i, "1"); p.Price != want {
+					t.Fatalf("round %d: replica %d served price %d right after the PUT through replica %d returned, want %d", round, i, p.Price, w, want)
+				}
+			}
+		}
+	})
+}
+
 func TestGetManyOneQueryForMissingIDs(t *testing.T) {
 	forEachSetup(t, func(t *testing.T, s setup) {
 		e := newEnv(t, s, 3)

@@ -54,7 +54,12 @@ func cacheOptions(rdb redis.UniversalClient, namespace string, logger *slog.Logg
 		// cluster-wide), and has the rest to query it itself if that
 		// replica died holding the lease.
 		LoadTimeout: 3 * time.Second,
-		Logger:      logger,
+		// Read-your-writes across replicas: a PUT, POST or DELETE returns
+		// only once every replica has dropped the old row (a round trip to
+		// the slowest replica; up to MaxStaleness when one cannot answer),
+		// so the client's next GET, on whichever replica, gets the new one.
+		ConfirmWrites: true,
+		Logger:        logger,
 	}
 }
 
