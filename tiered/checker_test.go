@@ -103,7 +103,11 @@ package tiered_test
 //     one of them at random;
 //   - TestConsistencyCheckerRing: each node's client is a Ring of two
 //     redis-servers (a proxy per shard and node); a restart restarts the
-//     first shard, and the pub/sub and connection kills hit both.
+//     first shard, and the pub/sub and connection kills hit both;
+//   - TestConsistencyCheckerConfirmed: every write is confirmed
+//     (Options.ConfirmWrites), and a value is stale if a newer version was
+//     acknowledged before the read started at all (Δ = 0), not only beyond
+//     the bound: the run fails on any.
 //
 // # Modes
 //
@@ -114,7 +118,8 @@ package tiered_test
 //	TIERCACHE_REQUIRE_REDIS=1 TIERCACHE_CHECKER_DURATION=5m TIERCACHE_CHECKER_NODES=6 \
 //	    go test -race -count=1 -timeout 0 -run TestConsistencyChecker -v ./tiered
 //
-// Other knobs: TIERCACHE_CHECKER_SEED or -checker.seed=N replays a run's
+// Other knobs: TIERCACHE_CHECKER_READS sets the reads per second per node
+// (200); TIERCACHE_CHECKER_SEED or -checker.seed=N replays a run's
 // random choices (keys, ops, the fault schedule; goroutine interleaving is
 // not replayed), and TIERCACHE_CHECKER_REPORT=path writes the report as
 // JSON. The report is always printed with t.Logf.
@@ -195,6 +200,13 @@ func checkerConfigFromEnv(t *testing.T) checkerConfig {
 		}
 		cfg.nodes = n
 	}
+	if s := os.Getenv("TIERCACHE_CHECKER_READS"); s != "" {
+		n, err := strconv.ParseFloat(s, 64)
+		if err != nil || n <= 0 {
+			t.Fatalf("TIERCACHE_CHECKER_READS=%q: want reads per second per node, such as 2000", s)
+		}
+		cfg.readsPerNode = n
+	}
 	cfg.seed = *checkerSeed
 	if s := os.Getenv("TIERCACHE_CHECKER_SEED"); s != "" && cfg.seed == 0 {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -225,6 +237,7 @@ type checkerVariant struct {
 	ring       bool     // a Ring of two servers
 	serverArgs []string // more redis-server arguments
 	fill       bool     // write filler keys beside the load, to keep Redis evicting
+	confirm    bool     // every write is confirmed: no value read may be stale at all (Δ = 0)
 }
 
 func TestConsistencyChecker(t *testing.T) { runChecker(t, checkerVariant{name: "base"}) }
@@ -240,6 +253,10 @@ func TestConsistencyCheckerSiblings(t *testing.T) {
 
 func TestConsistencyCheckerRing(t *testing.T) {
 	runChecker(t, checkerVariant{name: "ring", ring: true})
+}
+
+func TestConsistencyCheckerConfirmed(t *testing.T) {
+	runChecker(t, checkerVariant{name: "confirmed", confirm: true})
 }
 
 // variantDuration is the default load of a variant: shorter than the base
@@ -282,6 +299,11 @@ func runChecker(t *testing.T, v checkerVariant) {
 			t.Errorf("write report: %v", err)
 		}
 	}
+	if v.confirm && rep.Freshness[0].Fresh != rep.Values {
+		t.Errorf("%d of %d values read after a confirmed write of a newer version returned were stale (fresh at Δ=0: %d)",
+			rep.Values-rep.Freshness[0].Fresh, rep.Values, rep.Freshness[0].Fresh)
+		ck.logNodeLogs(t)
+	}
 	if rep.Violations > 0 {
 		t.Errorf("%d of %d values read were stale beyond the bound (MaxStaleness %v + slack %v) or corrupt; seed %d",
 			rep.Violations, rep.Values, cfg.maxStaleness, cfg.slack, cfg.seed)
@@ -317,6 +339,10 @@ type checkerNode struct {
 	id      int
 	proxies []*faultproxy.Proxy // by server
 	caches  []*tiered.Cache[string]
+	// confirmed is caches[0] in the confirmed variant, for deletes: a
+	// Delete takes no write option, and confirms when the cache's
+	// Options.ConfirmWrites does.
+	confirmed *tiered.Cache[string]
 
 	reads  readTally  // summed after the run
 	writes writeTally // set after the run
@@ -394,6 +420,7 @@ func newChecker(t *testing.T, cfg checkerConfig, v checkerVariant, srvs []*redis
 			t.Cleanup(func() { _ = bus.Close() })
 			o.Bus = bus
 		}
+		o.ConfirmWrites = v.confirm
 		for range max(v.siblings, 1) {
 			c, err := tiered.New[string](o)
 			if err != nil {
@@ -402,6 +429,7 @@ func newChecker(t *testing.T, cfg checkerConfig, v checkerVariant, srvs []*redis
 			t.Cleanup(func() { _ = c.Close() })
 			nd.caches = append(nd.caches, c)
 		}
+		nd.confirmed = nd.caches[0]
 		ck.nodes = append(ck.nodes, nd)
 	}
 	return ck
@@ -522,9 +550,14 @@ func (ck *checker) writer(ctx context.Context, nd *checkerNode, own []int, rng *
 			}
 			var err error
 			c := nd.cache(rng)
-			if del {
+			switch {
+			case del && ck.v.confirm:
+				err = nd.confirmed.Delete(context.Background(), ck.truth.keys[k])
+			case del:
 				err = c.Delete(context.Background(), ck.truth.keys[k])
-			} else {
+			case ck.v.confirm:
+				err = c.Set(context.Background(), ck.truth.keys[k], versionValue(v), tiered.Confirm())
+			default:
 				err = c.Set(context.Background(), ck.truth.keys[k], versionValue(v))
 			}
 			if err == nil {
