@@ -81,6 +81,26 @@ func (a *Acks) Wait(ctx context.Context, want int, until time.Time) (got int, co
 	}
 }
 
+// RecentSubscribers returns the most subscribers the shared channel had at
+// any heartbeat of this bus sent within the last MaxStaleness (the
+// heartbeat counts them, on Redis 7), or 0 when it cannot tell. A
+// confirmed write waits for at least that many acknowledgements: a bus
+// whose subscription was lost (a Redis restart, a failover) is no longer
+// counted by PUBLISH, but may serve L1 until it notices, at most until its
+// proof runs out, MaxStaleness after its last heartbeat.
+func (b *Bus) RecentSubscribers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.mono()
+	n := 0
+	for _, s := range b.live.subs {
+		if s.at > now-int64(b.opts.MaxStaleness) {
+			n = max(n, s.n)
+		}
+	}
+	return n
+}
+
 // Close forgets the message: later acknowledgements of it are dropped.
 func (a *Acks) Close() {
 	a.b.ackMu.Lock()

@@ -35,6 +35,26 @@ type liveness struct {
 	// beats holds the monotonic send times of the heartbeats sent within the
 	// last MaxStaleness, ascending by seq; older ones could prove nothing.
 	beats []beat
+	// subs holds, for the heartbeats sent within the last MaxStaleness,
+	// how many subscribers the shared channel had (see RecentSubscribers).
+	subs []subsSample
+}
+
+// subsSample is how many subscribers the shared channel had at a
+// heartbeat sent at the monotonic time at.
+type subsSample struct {
+	at int64
+	n  int
+}
+
+// noteSubscribers records that the shared channel had n subscribers at
+// the heartbeat sent at now, and forgets samples older than window.
+func (l *liveness) noteSubscribers(now int64, n int, window int64) {
+	i := 0
+	for i < len(l.subs) && l.subs[i].at <= now-window {
+		i++
+	}
+	l.subs = append(slices.Delete(l.subs, 0, i), subsSample{at: now, n: n})
 }
 
 // beat is the monotonic send time of heartbeat seq.
@@ -110,7 +130,13 @@ func (b *Bus) beat() {
 	// a failover demoted, or to a master cut off from its replicas (with
 	// min-replicas-to-write), is refused, and so cannot prove a path that
 	// writers no longer use.
-	if err := b.beatWriter.Publish(ctx, b.opts.Redis, b.beatCh, appendMessage(nil, &m)); err != nil {
+	subs, err := b.beatWriter.PublishCounting(ctx, b.opts.Redis, b.beatCh, appendMessage(nil, &m), b.opts.Channel)
+	if err == nil && subs >= 0 {
+		b.mu.Lock()
+		b.live.noteSubscribers(sent, int(subs), int64(b.opts.MaxStaleness))
+		b.mu.Unlock()
+	}
+	if err != nil {
 		if b.ctx.Err() == nil {
 			b.n.heartbeatErrors.Add(1)
 			b.noteError(err)

@@ -726,6 +726,13 @@ func (ck *checker) check(node int, op, key, val string, start time.Time, lat tim
 	}
 	age := start.Sub(ackAt)
 	tl.fresh(age)
+	if ck.v.confirm && age >= 0 {
+		// Stale at Δ = 0: after a confirmed write of r+1 returned.
+		ck.violate(tl, violation{Node: node, Op: op, Key: key, Value: val, Got: r, Acked: r + 1,
+			AckedAt: ackAt.Sub(ck.start), ReadAt: start.Sub(ck.start), Age: age, Latency: lat,
+			Writer: k % ck.cfg.nodes, Corrupt: "stale after a confirmed write"})
+		return
+	}
 	if age >= ck.cfg.maxStaleness && age < ck.cfg.maxStaleness+ck.cfg.slack {
 		tl.nearMisses++
 	}

@@ -65,7 +65,11 @@ func Refresh(ctx context.Context, rdb redis.UniversalClient) {
 // and so does a master with fewer good replicas than its
 // min-replicas-to-write (NOREPLICAS). allow-oom keeps a full Redis
 // (maxmemory with noeviction) from refusing it: it writes nothing.
-var asWriteScript = redis.NewScript("#!lua flags=allow-oom\nreturn redis.call('PUBLISH', ARGV[1], ARGV[2])")
+//
+// It returns how many subscribers this server has on ARGV[3] (PUBSUB
+// NUMSUB), or 0 when ARGV[3] is empty.
+var asWriteScript = redis.NewScript("#!lua flags=allow-oom\nredis.call('PUBLISH', ARGV[1], ARGV[2])\n" +
+	"if ARGV[3] == '' then return 0 end\nreturn redis.call('PUBSUB', 'NUMSUB', ARGV[3])[2]")
 
 // Writer publishes through a master that accepts writes, where the server
 // can say so. It is safe for concurrent use.
@@ -83,6 +87,14 @@ type Writer struct {
 // miniredis) gets a plain PUBLISH from then on, and so does any client but
 // a *redis.Client or a *redis.ClusterClient.
 func (w *Writer) Publish(ctx context.Context, rdb redis.UniversalClient, channel string, msg []byte) error {
+	_, err := w.PublishCounting(ctx, rdb, channel, msg, "")
+	return err
+}
+
+// PublishCounting is Publish, and also returns how many subscribers the
+// server that ran it has on count (PUBSUB NUMSUB, in the same script), or
+// -1 when it cannot tell (a plain PUBLISH was sent).
+func (w *Writer) PublishCounting(ctx context.Context, rdb redis.UniversalClient, channel string, msg []byte, count string) (int64, error) {
 	var c redis.Scripter
 	switch r := rdb.(type) {
 	case *redis.Client:
@@ -91,25 +103,29 @@ func (w *Writer) Publish(ctx context.Context, rdb redis.UniversalClient, channel
 		node, err := r.MasterForKey(ctx, channel)
 		if err != nil {
 			Refresh(ctx, rdb)
-			return err
+			return -1, err
 		}
 		c = node
 	}
 	if c == nil || w.plain.Load() {
 		// A Ring would route a keyless script to any shard, not the
 		// channel's; other clients are unknown. Both publish plainly.
-		return Publish(ctx, rdb, channel, msg)
+		return -1, Publish(ctx, rdb, channel, msg)
 	}
-	err := asWriteScript.EvalSha(ctx, c, nil, channel, msg).Err()
+	n, err := asWriteScript.EvalSha(ctx, c, nil, channel, msg, count).Int64()
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") { // it did not run; EVAL loads it
-		err = asWriteScript.Eval(ctx, c, nil, channel, msg).Err()
+		n, err = asWriteScript.Eval(ctx, c, nil, channel, msg, count).Int64()
 	}
 	if err != nil && strings.Contains(err.Error(), "Error compiling script") {
 		w.plain.Store(true)
-		return Publish(ctx, rdb, channel, msg)
+		return -1, Publish(ctx, rdb, channel, msg)
 	}
 	if err != nil {
 		Refresh(ctx, rdb)
+		return -1, err
 	}
-	return err
+	if count == "" {
+		return -1, nil
+	}
+	return n, nil
 }
