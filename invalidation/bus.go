@@ -80,7 +80,7 @@ type Bus struct {
 	closed   bool
 	ps       *redis.PubSub // the current subscription, closed by Close
 	handlers map[string][]*Registration
-	shared   map[string]any // per namespace, see Registration.Shared; dropped with its last registration
+	shared   map[string]any // per namespace, see Registration.Shared; kept for the life of the bus
 	live     liveness
 	peers    peerTable
 	failed   failedWrites
@@ -272,11 +272,12 @@ func (r *Registration) Local(op Op, keys []string) {
 
 // Shared returns the value that every registration of r's namespace on this
 // bus shares, calling newValue to make it on the first call for the
-// namespace. The value lives as long as the namespace has a registration
-// on the bus: once the last one closes, the next Shared makes a new one.
-// tiered keeps the write fence of a namespace here, so that sibling caches
-// order their writes as one. newValue runs under the bus's lock and must
-// not call into the bus.
+// namespace. The value lives as long as the bus, also after the
+// namespace's last registration closed: tiered keeps the write fence of a
+// namespace here, so that sibling caches order their writes as one, and a
+// cache made after the others closed must still fence off their late
+// writes. newValue runs under the bus's lock and must not call into the
+// bus.
 func (r *Registration) Shared(newValue func() any) any {
 	b := r.b
 	b.mu.Lock()
@@ -311,7 +312,6 @@ func (r *Registration) Close() {
 	}
 	if len(rs) == 0 {
 		delete(b.handlers, r.ns)
-		delete(b.shared, r.ns)
 	} else {
 		b.handlers[r.ns] = rs
 	}

@@ -103,12 +103,15 @@ func (b *Bus) heartbeatLoop() {
 }
 
 func (b *Bus) beat() {
+	// The number and the time are taken under the lock, so that beats,
+	// which heardLocked searches by number, stays in order when two
+	// heartbeats go out at once (see heartbeatLoop).
+	b.mu.Lock()
 	now := time.Now()
 	// Heartbeats count on their own: a heartbeat that fails to publish must
 	// not look like a lost invalidation to every peer.
 	m := message{op: opHeartbeat, origin: b.nodeID, seq: b.beats.Add(1), sent: now.UnixNano()}
 	sent := int64(now.Sub(b.start))
-	b.mu.Lock()
 	i := 0
 	for i < len(b.live.beats) && b.live.beats[i].sent <= sent-int64(b.opts.MaxStaleness) {
 		i++

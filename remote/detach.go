@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -90,11 +91,12 @@ func (s *Store) do(rctx context.Context, fn func() error) error {
 	case err := <-done:
 		return wait(err)
 	case <-rctx.Done():
+		s.stats.running.Add(1) // before the goroutine can see givenUp and take it back
 		if !state.CompareAndSwap(running, givenUp) {
+			s.stats.running.Add(-1)
 			return wait(<-done) // it finished just now: its results are ours
 		}
 		s.stats.abandoned.Add(1)
-		s.stats.running.Add(1)
 		return &abandonedError{err: rctx.Err()}
 	}
 }
@@ -132,10 +134,30 @@ func (s *Store) Close() {
 	s.calls.Wait()
 }
 
+// probeScript does nothing, but is a script that may write: a Redis that
+// holds writes (CLIENT PAUSE WRITE, as during a failover) holds it too,
+// and a replica refuses it, where either would answer a PING. allow-oom:
+// a full Redis is not an outage.
+var probeScript = redis.NewScript("#!lua flags=allow-oom\nreturn 1")
+
+// probe asks Redis whether it takes the calls a Store sends, through
+// probeScript where the server runs scripts with flags (Redis 7), and with
+// a PING elsewhere.
+func (s *Store) probe(ctx context.Context) error {
+	if !s.plainRaise.Load() {
+		err := probeScript.Run(ctx, s.rdb, nil).Err()
+		if err == nil || !strings.Contains(err.Error(), "Error compiling script") {
+			return err
+		}
+		s.plainRaise.Store(true) // Redis before 7.0, miniredis
+	}
+	return s.rdb.Ping(ctx).Err()
+}
+
 // startProbe tests Redis in the background for the breaker, whose open
-// window has ended: one PING, bounded by Options.Timeout, whose outcome
-// closes the breaker or opens it for another, longer, window. Callers do
-// not wait for it.
+// window has ended: one probe (see probe), bounded by Options.Timeout,
+// whose outcome closes the breaker or opens it for another, longer,
+// window. Callers do not wait for it.
 func (s *Store) startProbe() {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -158,7 +180,7 @@ func (s *Store) startProbe() {
 				s.brk.record(neutral)
 			}
 		}()
-		err := s.do(rctx, func() error { return s.rdb.Ping(rctx).Err() })
+		err := s.do(rctx, func() error { return s.probe(rctx) })
 		s.brk.record(classify(rctx, err))
 	}()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,26 @@ end
 if ARGV[3] == '' then return 1 end
 return 1 + redis.call('PUBLISH', ARGV[2], ARGV[3])`)
 
+// raiseScript stores a fence token: KEYS[1] the fence key, ARGV[1] the
+// token, ARGV[2] its lifetime in ms. It is a script flagged allow-oom,
+// which a full Redis (maxmemory with noeviction) still runs: the writes a
+// raise comes before may be deletes, which such a Redis accepts, and a
+// plain SET of the token would be refused there.
+var raiseScript = redis.NewScript("#!lua flags=allow-oom\nreturn redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])")
+
+// raise stores token in the fence key, through raiseScript where the server
+// runs scripts with flags (Redis 7), and with a plain SET elsewhere.
+func (s *Store) raise(ctx context.Context, key string, token []byte) error {
+	if !s.plainRaise.Load() {
+		err := raiseScript.Run(ctx, s.rdb, []string{key}, token, fenceTTL.Milliseconds()).Err()
+		if err == nil || !strings.Contains(err.Error(), "Error compiling script") {
+			return err
+		}
+		s.plainRaise.Store(true) // Redis before 7.0, miniredis
+	}
+	return s.rdb.Set(ctx, key, token, fenceTTL).Err()
+}
+
 // fenceTTL is how long a raised fence lives in Redis, so that the fences of
 // processes long gone do not stay forever. A Store raises its fence again
 // once half of it has passed; a fence that ran out anyway is a lost fence.
@@ -146,7 +167,7 @@ func (s *Store) fenceToken(rctx context.Context) (*fenceToken, error) {
 	}
 	t := &fenceToken{token: make([]byte, tokenLen)}
 	_, _ = rand.Read(t.token) // never fails (crypto/rand, Go 1.24+)
-	if err := s.do(rctx, func() error { return s.rdb.Set(rctx, key, t.token, fenceTTL).Err() }); err != nil {
+	if err := s.do(rctx, func() error { return s.raise(rctx, key, t.token) }); err != nil {
 		// It may still land; its token was never sent with a write, so it
 		// makes the next write raise once more, nothing worse. (The
 		// write's end counts this round trip, the only one it made.)

@@ -115,10 +115,15 @@ func (s *Store) GetOrLease(ctx context.Context, key string, leaseTTL time.Durati
 	if errors.Is(err, ErrUnavailable) { // nothing was sent
 		return Lease{}, opError("lease", key, err)
 	}
-	if err != nil {
+	var re redis.Error
+	if err != nil && !errors.As(err, &re) {
 		// The command may have run and stored our marker (a reply that
 		// timed out): hand back the token, so the caller can release it.
+		// A reply error (OOM, NOPERM) says it stored nothing.
 		return Lease{Token: token}, opError("lease", key, err)
+	}
+	if err != nil {
+		return Lease{}, opError("lease", key, err)
 	}
 	return s.leaseResult(key, res, token, now)
 }
@@ -212,6 +217,7 @@ func (s *Store) GetOrLeaseMany(ctx context.Context, keys []string, leaseTTL time
 		case err == nil:
 			leases[i], err = s.leaseResult(keys[i], res, tokens[i], now)
 		case errors.Is(err, ErrUnavailable): // nothing was sent
+		case errors.As(err, new(redis.Error)): // Redis refused it: nothing stored
 		default:
 			leases[i] = Lease{Token: tokens[i]} // as in GetOrLease
 		}

@@ -39,6 +39,10 @@ type Store struct {
 	// scriptLease is set once the server has refused SET with both NX and
 	// GET (Redis before 7.0); leases then go through leaseScript.
 	scriptLease atomic.Bool
+	// plainRaise is set once the server has refused a script with flags
+	// (Redis before 7.0): the fence is then raised with a plain SET, and
+	// the breaker probes with a PING.
+	plainRaise atomic.Bool
 	// detach is set for a client that does not cut a call short at its
 	// context's deadline: each round trip then runs on a goroutine of its
 	// own, counted in calls (see detach.go).

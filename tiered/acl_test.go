@@ -35,7 +35,10 @@ func aclUser(t *testing.T, s *redistest.Server, user string, rules ...string) *r
 // commands the cache sends.
 var leastPrivilege = []string{"~test:*", "&tiercache:invalidation*",
 	"+get", "+set", "+del", "+strlen", "+mget", "+getex", "+eval", "+evalsha", "+publish", "+subscribe",
-	"+unsubscribe", "+ping", "+wait", "+hello", "+auth"}
+	"+unsubscribe", "+pubsub|numsub", "+ping", "+wait", "+hello", "+auth"}
+
+// clusterPrivilege is what the README's Cluster line adds: the slot map.
+var clusterPrivilege = []string{"+cluster|slots", "+cluster|shards", "+readonly"}
 
 // TestLeastPrivilegeACL: with exactly the README's ACL line, everything the
 // cache does works: the bus proves itself, writes, reads, loads and

@@ -37,4 +37,4 @@ func Config(err error) (hint string, ok bool) {
 
 // Commands are the commands tiercache sends, for hints and the README's
 // ACL line.
-const Commands = "+get +set +del +strlen +mget +getex +eval +evalsha +publish +subscribe +unsubscribe +ping +wait"
+const Commands = "+get +set +del +strlen +mget +getex +eval +evalsha +publish +subscribe +unsubscribe +pubsub|numsub +ping +wait +hello +auth, and on Cluster +cluster|slots +cluster|shards +readonly"
