@@ -307,7 +307,7 @@ func mixedSection(ctx context.Context, r *runner, saturate bool) (*Section, erro
 		s.Columns = append(s.Columns, Column{"nines_" + deltaName(d), "nines Δ=" + deltaName(d), UnitNines})
 	}
 	s.Columns = append(s.Columns, Column{"fresh_0", "fresh Δ=0", UnitFrac}, Column{"stale_long", "stale > 1.5s", UnitCount})
-	for _, sys := range systems() {
+	for _, sys := range mixedSystems() {
 		r.progress(name, sys.name)
 		if why := r.skip(sys); why != "" {
 			s.skip(sys.name, "", why)

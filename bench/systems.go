@@ -99,6 +99,19 @@ const (
 	sysRawRedis  = "go-redis"
 )
 
+// mixedSystems are the systems of the mixed scenario: every system, and
+// tiercache with confirmed writes, whose point is freshness at Δ = 0 under
+// writes, which only the mixed scenario measures.
+func mixedSystems() []system {
+	all := systems()
+	confirmed := system{name: "tiercache confirmed", batchFills: true, local: true, shared: true,
+		batch: "GetOrLoadMany", note: "Options.ConfirmWrites: a write returns once every node dropped the old value",
+		newNode: func(addr string, o nodeOptions) (node, error) {
+			return newTiercacheWith(addr, o, func(t *tiered.Options) { t.ConfirmWrites = true })
+		}}
+	return append(all[:1:1], append([]system{confirmed}, all[1:]...)...)
+}
+
 func systems() []system {
 	return []system{
 		{name: sysTiercache, batchFills: true, newNode: newTiercache, local: true, shared: true,
