@@ -49,6 +49,15 @@ type Suspender interface {
 	SuspendAll()
 }
 
+// Filler is a Handler that wants to know when another node has filled keys
+// of its namespace in L2 that some node was waiting for (tiered's lease
+// waiters): it can look again at once instead of at its next poll. The
+// bus calls Filled like the Handler methods.
+type Filler interface {
+	Handler
+	Filled(keys []string)
+}
+
 // Bus is one process's end of the invalidation channel: one subscription
 // that fans every message out to the handlers registered for its namespace,
 // a heartbeat that proves the subscription alive, and the liveness flag L1
@@ -357,6 +366,15 @@ func (b *Bus) newMessage(namespace string, op Op, keys []string) message {
 		namespace: namespace,
 		keys:      keys,
 	}
+}
+
+// FilledMessage encodes the news that this node filled key of namespace in
+// L2, for the caller to publish on [Bus.Channel] when (and only when) some
+// node waits on the key's lease: every bus hands it to the [Filler]s of the
+// namespace. It carries no sequence number.
+func (b *Bus) FilledMessage(namespace, key string) []byte {
+	m := message{op: opFilled, origin: b.nodeID, sent: time.Now().UnixNano(), namespace: namespace, keys: []string{key}}
+	return appendMessage(nil, &m)
 }
 
 // WriteFailed tells the bus that the round trip of the write msg

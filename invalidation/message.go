@@ -22,6 +22,10 @@ const (
 	// writer's heartbeat channel: its keys are the acknowledged sequence
 	// numbers, 8 bytes each, big endian (see confirm.go).
 	opAck Op = 4
+	// opFilled tells every bus that another node filled its keys in L2
+	// while some node waited on its lease (see [Bus.FilledMessage]). It is
+	// not numbered: missing one costs a waiter a poll, nothing more.
+	opFilled Op = 5
 )
 
 // flagConfirm, in the op byte of a delete or clear, asks every bus that
@@ -32,7 +36,7 @@ const flagConfirm byte = 0x80
 //
 //	magic       1 byte   0xB7: tells our messages from other traffic on the channel
 //	version     1 byte   1
-//	op          1 byte   OpDelete, OpClear, opHeartbeat or opAck; flagConfirm on a delete or clear asks for acks
+//	op          1 byte   OpDelete, OpClear, opHeartbeat, opAck or opFilled; flagConfirm on a delete or clear asks for acks
 //	origin     16 bytes  the sender's node id
 //	seq        uvarint   the sender's sequence number, from 1: one series for its invalidations, another for its heartbeats
 //	sent        8 bytes  the sender's clock at encoding, unix nanoseconds, big endian
@@ -147,7 +151,7 @@ func decodeMessage(p string) (message, error) {
 		return message{}, errMalformed
 	}
 	m := message{op: Op(p[2] &^ flagConfirm), confirm: p[2]&flagConfirm != 0, origin: p[3:headerLen]}
-	if m.op < OpDelete || m.op > opAck || m.confirm && m.op != OpDelete && m.op != OpClear {
+	if m.op < OpDelete || m.op > opFilled || m.confirm && m.op != OpDelete && m.op != OpClear {
 		return message{}, errMalformed
 	}
 	r := reader{s: p[headerLen:]}

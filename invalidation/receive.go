@@ -170,6 +170,18 @@ func (b *Bus) applyLocked(m *message, now time.Time) event {
 		b.applyAckLocked(m)
 		return event{}
 	}
+	if m.op == opFilled {
+		b.n.filledHeard.Add(1)
+		if rs := b.handlers[m.namespace]; len(rs) > 0 {
+			keys := m.appendKeys(nil)
+			for _, r := range rs {
+				if f, ok := r.h.(Filler); ok {
+					f.Filled(keys)
+				}
+			}
+		}
+		return event{}
+	}
 	if m.origin == b.nodeID {
 		if m.confirm {
 			b.acked(m.seq, b.nodeID) // the writer's own bus: its caches dropped the keys already

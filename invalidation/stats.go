@@ -22,6 +22,7 @@ type Stats struct {
 	AcksSent        uint64 // confirmed messages of peers acknowledged
 	AcksHeard       uint64 // ack messages received for our confirmed messages
 	AckErrors       uint64 // ack messages that failed to publish
+	FilledHeard     uint64 // news of keys filled in L2 while a node waited on their lease
 	HeartbeatsHeard uint64 // own heartbeats received back
 
 	Received       uint64 // peers' invalidations (delete or clear) applied
@@ -65,6 +66,7 @@ type counters struct {
 	heartbeatsSent, heartbeatErrors, heartbeatsHeard    atomic.Uint64
 	heartbeatsSkipped                                   atomic.Uint64
 	acksSent, acksHeard, ackErrors                      atomic.Uint64
+	filledHeard                                         atomic.Uint64
 	received, receivedKeys, peerHeartbeats, ownSkipped  atomic.Uint64
 	ownApplied                                          atomic.Uint64
 	malformed, foreign                                  atomic.Uint64
@@ -86,6 +88,7 @@ func (b *Bus) Stats() Stats {
 		AcksSent:            n.acksSent.Load(),
 		AcksHeard:           n.acksHeard.Load(),
 		AckErrors:           n.ackErrors.Load(),
+		FilledHeard:         n.filledHeard.Load(),
 		HeartbeatsHeard:     n.heartbeatsHeard.Load(),
 		Received:            n.received.Load(),
 		ReceivedKeys:        n.receivedKeys.Load(),

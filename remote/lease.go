@@ -33,7 +33,9 @@ return 1`)
 	// fillScript replaces our lease marker (token ARGV[1]) with ARGV[2],
 	// expiring after ARGV[3] milliseconds (0: never), and returns 1; it
 	// returns 0 when the key holds anything else. STRLEN first keeps a large
-	// value that replaced the lease from being copied into Lua.
+	// value that replaced the lease from being copied into Lua. When KEYS[2],
+	// the key's waiters mark (see Await), exists, it deletes it and
+	// publishes ARGV[5] on ARGV[4]: the waiters look again at once.
 	fillScript = redis.NewScript(`
 if redis.call('STRLEN', KEYS[1]) ~= 13 + #ARGV[1] then return 0 end
 local v = redis.call('GET', KEYS[1])
@@ -43,6 +45,7 @@ if ARGV[3] == '0' then
 else
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
+if KEYS[2] and redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1`)
 
 	// releaseScript deletes the key if it holds our lease marker (token
@@ -279,6 +282,11 @@ type FillOp struct {
 	Key         string
 	Token, Data []byte
 	TTL         time.Duration
+	// Announce, if set, is published on Channel when a node waits on the
+	// key's lease (it called [Store.Await]), so that it looks again at
+	// once rather than at its next poll.
+	Channel  string
+	Announce []byte
 }
 
 // FillMany does what [Store.Fill] does for each op, in one round trip. The
@@ -296,7 +304,11 @@ func (s *Store) FillMany(ctx context.Context, ops []FillOp) ([]bool, error) {
 	}
 	calls := make([]scriptCall, len(ops))
 	for i, op := range ops {
-		calls[i] = scriptCall{key: s.prefix + op.Key, args: []any{op.Token, op.Data, millis(op.TTL)}}
+		full := s.prefix + op.Key
+		calls[i] = scriptCall{key: full, args: []any{op.Token, op.Data, millis(op.TTL)}}
+		if wait, ok := sideKey(full, "wait"); ok && op.Announce != nil {
+			calls[i] = scriptCall{keys: []string{full, wait}, args: []any{op.Token, op.Data, millis(op.TTL), op.Channel, op.Announce}}
+		}
 	}
 	cmds, _ := s.evalMany(ctx, opFill, fillScript, calls)
 	var firstErr error
@@ -311,6 +323,35 @@ func (s *Store) FillMany(ctx context.Context, ops []FillOp) ([]bool, error) {
 		installed[i] = s.fillResult(res, len(ops[i].Data))
 	}
 	return installed, firstErr
+}
+
+// Await marks keys as waited for, for ttl (the longest a lease may be held),
+// so that the fill of each (FillMany with Announce) tells the waiters at
+// once. One round trip; a key that cannot have a mark is left out.
+func (s *Store) Await(ctx context.Context, keys []string, ttl time.Duration) error {
+	var marks []string
+	for _, k := range s.fullKeys(keys) {
+		if m, ok := sideKey(k, "wait"); ok {
+			marks = append(marks, m)
+		}
+	}
+	if len(marks) == 0 {
+		return nil
+	}
+	cmds := make([]*redis.StatusCmd, len(marks))
+	if _, err := s.pipeline(ctx, opLease, func(rctx context.Context, pipe redis.Pipeliner) {
+		for i, m := range marks {
+			cmds[i] = pipe.Set(rctx, m, "1", time.Duration(millis(ttl))*time.Millisecond)
+		}
+	}); err != nil {
+		return opError("await", keys[0], err)
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return opError("await", keys[0], err)
+		}
+	}
+	return nil
 }
 
 func (s *Store) fillResult(res any, size int) bool {

@@ -120,27 +120,32 @@ type Refresh struct {
 // not refreshed ahead). The lock lives inside the namespace, so an ACL
 // that grants a user the namespace's keys (~ns:*) grants it too, under the
 // reserved "ns:\x00" that no key of a user can start with ([Store.CheckKey]).
-func refreshLockKey(k string) (string, bool) {
+func refreshLockKey(k string) (string, bool) { return sideKey(k, "refresh") }
+
+// sideKey names a key of the cache's own that belongs with the full key k:
+// "ns:\x00<kind>" and k, in k's hash slot, or false when no such name
+// exists (k has braces that make no hash tag).
+func sideKey(k, kind string) (string, bool) {
 	i := strings.IndexByte(k, ':') // a namespace has no ':'
 	if i < 0 {
 		return "", false
 	}
 	prefix, rest := k[:i+1], k[i+1:]
-	var lock string
+	var side string
 	if open := strings.IndexByte(k, '{'); open >= 0 {
 		if j := strings.IndexByte(k[open+1:], '}'); j > 0 {
 			// k's tag, in rest (the namespace has no braces), is the
-			// first tag of the lock too.
-			lock = prefix + "\x00refresh:" + rest
+			// first tag of the side key too.
+			side = prefix + "\x00" + kind + ":" + rest
 		}
 	}
-	if lock == "" {
+	if side == "" {
 		if strings.ContainsAny(k, "{}") {
 			return "", false
 		}
-		lock = prefix + "\x00refresh{" + k + "}" // the whole of k is the tag
+		side = prefix + "\x00" + kind + "{" + k + "}" // the whole of k is the tag
 	}
-	return lock, hashSlot(lock) == hashSlot(k)
+	return side, hashSlot(side) == hashSlot(k)
 }
 
 // BeginRefresh starts a refresh of key, whose value the caller holds with

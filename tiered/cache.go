@@ -36,6 +36,7 @@ type Cache[V any] struct {
 	flight flights[V]
 
 	refreshing refreshes  // keys being refreshed ahead or revalidated here
+	waiters    waiters    // loads waiting on another node's lease, by key
 	unreleased unreleased // leases to release once Redis answers
 	refreshLog failureLog // failed refreshes, logged at most once per logEvery
 
@@ -381,7 +382,14 @@ func (h busHandler[V]) SuspendAll() {
 	h.c.flight.forgetAll()
 }
 
-var _ invalidation.Suspender = busHandler[int]{}
+// Filled wakes the loads here that wait on another node's lease of keys:
+// that node filled them in L2.
+func (h busHandler[V]) Filled(keys []string) { h.c.waiters.wake(keys) }
+
+var (
+	_ invalidation.Suspender = busHandler[int]{}
+	_ invalidation.Filler    = busHandler[int]{}
+)
 
 // Bus returns the invalidation bus the cache is registered on: Options.Bus,
 // or the one the cache made. Use it for metrics; do not close it.

@@ -126,6 +126,10 @@ type job[V any] struct {
 	// takes in the caller's goroutine, for the keys left to resolve.
 	first   []remote.Lease
 	pending []int // indexes of the keys left to resolve, aligned with first
+	// wake is rung when another node filled a key this job waits on (see
+	// waiters), so that it looks again at once. Size 1: a pending ring
+	// suffices.
+	wake chan struct{}
 }
 
 // lead resolves the keys whose flights the caller leads. Their first step,
@@ -336,9 +340,19 @@ func (c *Cache[V]) resolve(ctx context.Context, j *job[V], pending []int, waitUn
 			// polls, and the load that follows a freed lease or LeaseWait
 			// running out, nest in the wait.
 			ctx, endWait = c.trace(ctx, OpLeaseWait, "", len(held))
+			// Ask the holders' fills to tell us: the wait then ends within
+			// a delivery of the fill, and the polls below are the fallback
+			// for a holder that dies or a message that is lost.
+			j.wake = make(chan struct{}, 1)
+			heldKeys := pick(j.keys, held)
+			c.waiters.add(heldKeys, j.wake)
+			defer c.waiters.remove(heldKeys, j.wake)
+			if err := c.l2.Await(ctx, heldKeys, c.opts.LeaseTTL); err != nil {
+				c.l2Failed(ctx, "lease", 0, err)
+			}
 		}
 		wait := min(backoff, time.Until(waitUntil))
-		if wait > 0 && !sleepCtx(ctx, wait) {
+		if wait > 0 && !c.sleepOrWake(ctx, wait, j.wake) {
 			err := c.aborted(ctx)
 			for _, i := range held {
 				c.flight.finish(j.keys[i], j.fs[i], result[V]{err: err})
@@ -423,7 +437,8 @@ func (c *Cache[V]) loadAndFill(ctx context.Context, j *job[V], idx []int, tokens
 			}
 			data = c.l2.EncodeNegative(ttl)
 		}
-		ops = append(ops, remote.FillOp{Key: k, Token: tokens[n], Data: data, TTL: ttl})
+		ops = append(ops, remote.FillOp{Key: k, Token: tokens[n], Data: data, TTL: ttl,
+			Channel: c.bus.Channel(), Announce: c.bus.FilledMessage(c.opts.Namespace, k)})
 		opIdx = append(opIdx, n)
 	}
 	if len(ops) == 0 {
@@ -598,9 +613,25 @@ func pick(keys []string, idx []int) []string {
 	return out
 }
 
+// sleepOrWake waits d, or until wake rings, unless ctx ends first; it
+// reports whether ctx is still alive. It spaces the polls of a lease
+// waiter, which a fill's news (wake) cuts short.
+func (c *Cache[V]) sleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-wake:
+		c.st.leaseWakeups.Add(1)
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // sleepCtx waits d unless ctx ends first; it reports whether d elapsed.
-// This is a poll interval between lease checks, not synchronization: Redis
-// has no way to notify us that another node filled a key.
+// This is a poll interval, not synchronization.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -32,6 +32,7 @@ type counters struct {
 	writes          atomic.Uint64
 	writeErrors     atomic.Uint64
 	confirmed       atomic.Uint64
+	leaseWakeups    atomic.Uint64
 	confirmTimeouts atomic.Uint64
 	invalidations   atomic.Uint64
 	clears          atomic.Uint64
@@ -90,6 +91,9 @@ type Stats struct {
 	// LeaseFallbacks were loaded here, without filling L2, because the lease
 	// outlived LeaseWait. The rest took over a released lease.
 	LeaseWaits, LeaseWaitHits, LeaseFallbacks uint64
+	// LeaseWakeups counts waits cut short by the news that the lease's
+	// holder filled the key (the fill told every node that waited).
+	LeaseWakeups uint64
 	// Oversize counts loaded values too large to cache; EncodeErrors counts
 	// loaded values the codec could not encode. Both are served uncached.
 	Oversize, EncodeErrors uint64
@@ -186,6 +190,7 @@ func (c *Cache[V]) Stats() Stats {
 		LoadNotFound:    c.st.loadNotFound.Load(),
 		LoadFound:       c.st.loadFound.Load(),
 		LeaseWaitHits:   c.st.leaseWaitHits.Load(),
+		LeaseWakeups:    c.st.leaseWakeups.Load(),
 		Dedupes:         c.st.dedupes.Load(),
 		LeaseWaits:      c.st.leaseWaits.Load(),
 		LeaseFallbacks:  c.st.leaseFallbacks.Load(),
