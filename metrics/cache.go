@@ -133,6 +133,8 @@ func NewCacheCollector(c CacheSource, o Options) prometheus.Collector {
 		func(s *S) uint64 { return s.LeaseWaitHits })
 	b.counter("", "lease_fallbacks_total", "Keys loaded here without filling L2 because another node's lease outlived LeaseWait.",
 		func(s *S) uint64 { return s.LeaseFallbacks })
+	b.counter("", "lease_wakeups_total", "Waits on another node's lease cut short by the news that it filled the key.",
+		func(s *S) uint64 { return s.LeaseWakeups })
 	b.counter("", "fills_refused_total", "Loaded values not stored because a write killed the lease during the load.",
 		func(s *S) uint64 { return s.L2.FillsRefused })
 	b.counter("", "oversize_values_total", "Loaded values too large to cache, served uncached.",
@@ -145,6 +147,12 @@ func NewCacheCollector(c CacheSource, o Options) prometheus.Collector {
 		func(s *S) uint64 { return s.Writes })
 	b.counter("", "write_errors_total", "Set, SetMany and Delete round trips that failed.",
 		func(s *S) uint64 { return s.WriteErrors })
+	b.counter("", "confirmed_writes_total", "Confirmed writes (ConfirmWrites, Confirm) that returned confirmed.",
+		func(s *S) uint64 { return s.ConfirmedWrites })
+	b.counter("", "confirm_timeouts_total", "Confirmed writes that waited out MaxStaleness because a node did not acknowledge.",
+		func(s *S) uint64 { return s.ConfirmTimeouts })
+	b.counter("l2", "abandoned_calls_total", "Redis calls stopped waiting for at RedisTimeout, on a client without ContextTimeoutEnabled.",
+		func(s *S) uint64 { return s.L2.Abandoned })
 	b.counter("", "peer_invalidated_keys_total", "Keys of this namespace invalidated by other nodes' messages.",
 		func(s *S) uint64 { return s.Invalidations })
 

@@ -70,10 +70,14 @@
 //	tiercache_lease_waits_total                    keys found leased by another node, waited for
 //	tiercache_lease_wait_hits_total                keys answered by another node's load (cross-node dedupes)
 //	tiercache_lease_fallbacks_total                keys loaded without filling L2 after LeaseWait ran out
+//	tiercache_lease_wakeups_total                  waits on another node's lease cut short by its fill's news
 //	tiercache_fills_refused_total                  loaded values not stored: a write killed the lease
 //	tiercache_oversize_values_total                loaded values too large to cache
 //	tiercache_writes_total                         successful Set, SetMany and Delete round trips
 //	tiercache_write_errors_total                   failed ones
+//	tiercache_confirmed_writes_total               confirmed writes that returned confirmed
+//	tiercache_confirm_timeouts_total               confirmed writes that waited out MaxStaleness for a silent node
+//	tiercache_l2_abandoned_calls_total             Redis calls abandoned at RedisTimeout (client without ContextTimeoutEnabled)
 //	tiercache_peer_invalidated_keys_total          keys of the namespace invalidated by peers' messages
 //	tiercache_state{state}                         1 for the current state: connected, degraded, healing
 //	tiercache_l2_breaker_opens_total               times the circuit breaker around Redis opened
