@@ -39,7 +39,8 @@ type truth struct {
 	mu   []sync.Mutex // one per key
 	ver  []uint64
 	acks [][]ack // per key, in acknowledgement order
-	pad  string
+	pad  string  // sliced to each key's size
+	size []int   // bytes of padding in each key's value
 }
 
 // ack is one acknowledged write: when, and the highest version acked by
@@ -50,11 +51,27 @@ type ack struct {
 }
 
 func newTruth(keys int) *truth {
-	return &truth{mu: make([]sync.Mutex, keys), ver: make([]uint64, keys), acks: make([][]ack, keys),
-		pad: strings.Repeat("x", mixedValueSize)}
+	t := &truth{mu: make([]sync.Mutex, keys), ver: make([]uint64, keys), acks: make([][]ack, keys),
+		pad: strings.Repeat("x", mixedValueSize), size: make([]int, keys)}
+	for k := range t.size {
+		t.size[k] = mixedValueSize
+	}
+	return t
 }
 
-func (t *truth) value(ver uint64) string { return "v" + strconv.FormatUint(ver, 10) + ":" + t.pad }
+// sizeValues gives each key a value size drawn from a log-uniform
+// distribution between lo and hi bytes, from seed.
+func (t *truth) sizeValues(lo, hi int, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 99))
+	t.pad = strings.Repeat("x", hi)
+	for k := range t.size {
+		t.size[k] = int(math.Exp(math.Log(float64(lo)) + rng.Float64()*(math.Log(float64(hi))-math.Log(float64(lo)))))
+	}
+}
+
+func (t *truth) value(k int, ver uint64) string {
+	return "v" + strconv.FormatUint(ver, 10) + ":" + t.pad[:t.size[k]]
+}
 
 func version(v string) (uint64, bool) {
 	s, _, ok := strings.Cut(strings.TrimPrefix(v, "v"), ":")
@@ -69,7 +86,7 @@ func version(v string) (uint64, bool) {
 func (t *truth) read(k int) string {
 	t.mu[k].Lock()
 	defer t.mu[k].Unlock()
-	return t.value(t.ver[k])
+	return t.value(k, t.ver[k])
 }
 
 // bump is the database write: the key's next version.
@@ -106,6 +123,15 @@ func (t *truth) newest(k int, at int64) uint64 {
 	return a[i-1].maxVer
 }
 
+// mixedParams are what the mixed and prod scenarios set.
+type mixedParams struct {
+	zipfS      float64
+	writeFrac  float64 // of all operations
+	deleteFrac float64 // of the writes: the system's delete instead of its write
+	sizeLo     int     // value sizes, log-uniform per key; 0: mixedValueSize for every key
+	sizeHi     int
+}
+
 // mixedRead is one measured read.
 type mixedRead struct {
 	key int
@@ -119,14 +145,15 @@ type mixedResult struct {
 	reads               []mixedRead
 	writes, writeErrors int64
 	readErrors          int64
-	loads, local        int64 // in the measured window; local -1: unknown
+	writeLats           []time.Duration // acknowledged writes in the measured window
+	loads, local        int64           // in the measured window; local -1: unknown
 	commands            float64
 	elapsed             time.Duration
 	truth               *truth
 }
 
 // runMixed runs the scenario for sys.
-func runMixed(ctx context.Context, r *runner, sys system, saturate bool) (mixedResult, error) {
+func runMixed(ctx context.Context, r *runner, sys system, saturate bool, p mixedParams) (mixedResult, error) {
 	var res mixedResult
 	c := r.c
 	if err := r.flush(ctx); err != nil {
@@ -138,6 +165,9 @@ func runMixed(ctx context.Context, r *runner, sys system, saturate bool) (mixedR
 	}
 	defer closeAll(nodes)
 	db := newTruth(c.Keys)
+	if p.sizeLo > 0 {
+		db.sizeValues(p.sizeLo, p.sizeHi, c.Seed)
+	}
 	res.truth = db
 	keys := make([]string, c.Keys)
 	index := make(map[string]int, c.Keys)
@@ -167,13 +197,14 @@ func runMixed(ctx context.Context, r *runner, sys system, saturate bool) (mixedR
 		for w := range mixedWorkers {
 			wg.Go(func() {
 				rng := rand.New(rand.NewPCG(r.c.Seed+uint64(i), uint64(w)))
-				z := rand.NewZipf(rng, c.ZipfS, 1, uint64(c.Keys-1))
+				z := rand.NewZipf(rng, p.zipfS, 1, uint64(c.Keys-1))
 				var tick *time.Ticker
 				if !saturate {
 					tick = time.NewTicker(interval)
 					defer tick.Stop()
 				}
 				var mine []mixedRead
+				var wlat []time.Duration
 				var writes, werrs, rerrs int64
 				for ops := 0; ops < maxMixedOps; ops++ {
 					if tick != nil {
@@ -188,18 +219,25 @@ func runMixed(ctx context.Context, r *runner, sys system, saturate bool) (mixedR
 					}
 					k := int(z.Uint64())
 					measured := !now.Before(measureAt)
-					if rng.Float64() < c.WriteFrac {
+					if rng.Float64() < p.writeFrac {
 						ver := db.bump(k)
 						wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-						err := n.write(wctx, keys[k], db.value(ver))
+						var err error
+						if rng.Float64() < p.deleteFrac {
+							err = n.del(wctx, keys[k])
+						} else {
+							err = n.write(wctx, keys[k], db.value(k, ver))
+						}
 						cancel()
 						if err != nil {
 							werrs++
 							continue
 						}
-						db.ack(k, ver, since(time.Now()))
+						acked := time.Now()
+						db.ack(k, ver, since(acked))
 						if measured {
 							writes++
+							wlat = append(wlat, acked.Sub(now))
 						}
 						continue
 					}
@@ -220,6 +258,7 @@ func runMixed(ctx context.Context, r *runner, sys system, saturate bool) (mixedR
 				}
 				mu.Lock()
 				res.reads = append(res.reads, mine...)
+				res.writeLats = append(res.writeLats, wlat...)
 				res.writes += writes
 				res.writeErrors += werrs
 				res.readErrors += rerrs
@@ -313,7 +352,7 @@ func mixedSection(ctx context.Context, r *runner, saturate bool) (*Section, erro
 			s.skip(sys.name, "", why)
 			continue
 		}
-		res, err := runMixed(ctx, r, sys, saturate)
+		res, err := runMixed(ctx, r, sys, saturate, mixedParams{zipfS: c.ZipfS, writeFrac: c.WriteFrac})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()

@@ -18,7 +18,7 @@ import (
 )
 
 // Scenarios are the scenario names, in the order a run takes them.
-var Scenarios = []string{"hot", "mixed", "stampede", "batch", "outage", "refresh"}
+var Scenarios = []string{"hot", "mixed", "stampede", "batch", "outage", "refresh", "prod"}
 
 // Config is what one run measures. A zero field means its default.
 type Config struct {
@@ -66,6 +66,14 @@ type Config struct {
 	// Saturate also runs the mixed scenario unpaced, as its own table.
 	Saturate bool
 
+	// ProdRuns is how many times the prod scenario runs each system; the
+	// table gives the medians. Default: 3.
+	ProdRuns int
+	// ProdZipfS, ProdWriteFrac and ProdDeleteFrac set the prod scenario's
+	// key skew, share of writes and share of deletes among the writes.
+	// Defaults: 1.2, 0.2, 0.3.
+	ProdZipfS, ProdWriteFrac, ProdDeleteFrac float64
+
 	// OutageWarm, OutageFor and OutageAfter are the outage scenario's
 	// phases. Defaults: 1s, 2s, 3s.
 	OutageWarm, OutageFor, OutageAfter time.Duration
@@ -86,6 +94,7 @@ func Smoke() Config {
 		Keys: 200, Rate: 400, MixedWarmup: 100 * time.Millisecond, MixedFor: 300 * time.Millisecond, WriteFrac: 0.1,
 		OutageWarm: 300 * time.Millisecond, OutageFor: 400 * time.Millisecond, OutageAfter: 300 * time.Millisecond,
 		RefreshWarm: 200 * time.Millisecond, RefreshFor: 300 * time.Millisecond,
+		ProdRuns: 1,
 	}
 }
 
@@ -129,6 +138,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteFrac == 0 {
 		c.WriteFrac = 0.02
+	}
+	if c.ProdRuns == 0 {
+		c.ProdRuns = 3
 	}
 	if c.Progress == nil {
 		c.Progress = func(string) {}
@@ -274,6 +286,7 @@ func Run(ctx context.Context, c Config, w io.Writer) (*Results, error) {
 		{"batch", batchSection},
 		{"outage", outageSection},
 		{"refresh", refreshSection},
+		{"prod", prodSection},
 	}
 	for _, sc := range all {
 		if !c.runs(sc.name) {
@@ -312,6 +325,8 @@ func params(c Config) map[string]any {
 		"mixed_warmup": c.MixedWarmup.String(), "mixed_for": c.MixedFor.String(), "saturate": c.Saturate,
 		"outage_warm": c.OutageWarm.String(), "outage_for": c.OutageFor.String(), "outage_after": c.OutageAfter.String(),
 		"refresh_warm": c.RefreshWarm.String(), "refresh_for": c.RefreshFor.String(),
+		"prod_runs": c.ProdRuns, "prod_zipf_s": prodParams(c).zipfS, "prod_write_frac": prodParams(c).writeFrac,
+		"prod_delete_frac": prodParams(c).deleteFrac, "prod_value_bytes": []int{prodParams(c).sizeLo, prodParams(c).sizeHi},
 	}
 }
 

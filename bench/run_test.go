@@ -212,7 +212,7 @@ func TestFreshness(t *testing.T) {
 			t.Errorf("newest before %d = %d, want %d", c.at, got, c.want)
 		}
 	}
-	if v, ok := version(db.value(42)); !ok || v != 42 {
+	if v, ok := version(db.value(0, 42)); !ok || v != 42 {
 		t.Errorf("version(value(42)) = %d, %v", v, ok)
 	}
 	if _, ok := version("garbage"); ok {

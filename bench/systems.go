@@ -37,6 +37,10 @@ type node interface {
 	// write tells the cache a key's value changed, after the database
 	// write, through the system's own write API.
 	write(ctx context.Context, key, v string) error
+	// del tells the cache a key changed without giving the new value (a
+	// delete, or an update the application does not read back), through
+	// the system's own delete API: the next read loads it.
+	del(ctx context.Context, key string) error
 	// localHits counts reads answered by the local tier, or -1 when the
 	// system does not say.
 	localHits() int64
@@ -180,6 +184,8 @@ func (n *tiercacheNode) getOrLoadMany(ctx context.Context, keys []string, load b
 
 func (n *tiercacheNode) write(ctx context.Context, key, v string) error { return n.c.Set(ctx, key, v) }
 
+func (n *tiercacheNode) del(ctx context.Context, key string) error { return n.c.Delete(ctx, key) }
+
 func (n *tiercacheNode) localHits() int64 { return int64(n.c.Stats().L1.Hits) }
 
 func (n *tiercacheNode) close() { n.c.Close(); n.rdb.Close() }
@@ -274,6 +280,10 @@ func (n *rueidisNode) write(ctx context.Context, key, v string) error {
 	return n.c.Do(ctx, n.c.B().Set().Key(n.prefix+key).Value(v).Ex(n.ttl).Build()).Error()
 }
 
+func (n *rueidisNode) del(ctx context.Context, key string) error {
+	return n.c.Do(ctx, n.c.B().Del().Key(n.prefix+key).Build()).Error()
+}
+
 func (n *rueidisNode) localHits() int64 { return n.hits.Load() }
 
 func (n *rueidisNode) close() { n.c.Close() }
@@ -313,6 +323,10 @@ func (n *goRedisCSCNode) getOrLoadMany(ctx context.Context, keys []string, load 
 
 func (n *goRedisCSCNode) write(ctx context.Context, key, v string) error {
 	return n.rdb.Set(ctx, n.prefix+key, v, n.ttl).Err()
+}
+
+func (n *goRedisCSCNode) del(ctx context.Context, key string) error {
+	return n.rdb.Del(ctx, n.prefix+key).Err()
 }
 
 func (n *goRedisCSCNode) localHits() int64 { return int64(n.rdb.CSCStats().Hits) }
@@ -366,6 +380,10 @@ func (n *goRedisCacheNode) getOrLoad(ctx context.Context, key string, load loade
 
 func (n *goRedisCacheNode) write(ctx context.Context, key, v string) error {
 	return n.c.Set(&gcache.Item{Ctx: ctx, Key: n.prefix + key, Value: v, TTL: n.ttl})
+}
+
+func (n *goRedisCacheNode) del(ctx context.Context, key string) error {
+	return n.c.Delete(ctx, n.prefix+key)
 }
 
 func (n *goRedisCacheNode) localHits() int64 { return n.lfu.hits.Load() }
@@ -437,6 +455,8 @@ func (n *sturdycNode) write(ctx context.Context, key, _ string) error {
 	n.c.Delete(key)
 	return n.rdb.Del(ctx, n.st.prefix+key).Err()
 }
+
+func (n *sturdycNode) del(ctx context.Context, key string) error { return n.write(ctx, key, "") }
 
 func (n *sturdycNode) localHits() int64 { return n.hits.n.Load() }
 
@@ -524,6 +544,10 @@ func (n *rawRedisNode) getOrLoadMany(ctx context.Context, keys []string, load ba
 
 func (n *rawRedisNode) write(ctx context.Context, key, v string) error {
 	return n.rdb.Set(ctx, n.prefix+key, v, n.ttl).Err()
+}
+
+func (n *rawRedisNode) del(ctx context.Context, key string) error {
+	return n.rdb.Del(ctx, n.prefix+key).Err()
 }
 
 func (n *rawRedisNode) localHits() int64 { return 0 }
@@ -657,6 +681,11 @@ func (n *ristrettoNode) getOrLoadMany(ctx context.Context, keys []string, load b
 func (n *ristrettoNode) write(_ context.Context, key, v string) error {
 	n.c.SetWithTTL(key, v, int64(len(v)), n.ttl)
 	n.c.Wait()
+	return nil
+}
+
+func (n *ristrettoNode) del(_ context.Context, key string) error {
+	n.c.Del(key)
 	return nil
 }
 
