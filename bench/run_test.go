@@ -52,7 +52,7 @@ func TestRunSmoke(t *testing.T) {
 	if res.Env.Go == "" || res.Env.GOMAXPROCS == 0 || res.Env.Redis == "" || res.Params["nodes"] == nil {
 		t.Errorf("results.json lacks the run's environment or parameters: %+v %v", res.Env, res.Params)
 	}
-	want := []string{"hot", "mixed", "mixed-saturated", "stampede", "batch", "outage", "refresh"}
+	want := []string{"hot", "mixed", "mixed-saturated", "stampede", "batch", "outage", "refresh", "prod"}
 	var got []string
 	for _, s := range res.Scenarios {
 		got = append(got, s.Name)
